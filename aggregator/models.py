@@ -204,3 +204,16 @@ class TopicFeed:
     def updated(self) -> datetime | None:
         """Newest item's update time: the feed's own `updated`, never the clock."""
         return max((i.updated for i in self.items), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSummary:
+    """One row of the index page (from the store, to `render.index_page`)."""
+
+    slug: str
+    title: str
+    query: str | None
+    #: stories in the topic
+    entries: int
+    #: the newest story's time, None for an empty topic
+    newest: datetime | None
