@@ -1,0 +1,591 @@
+"""Render a topic's stories as Atom, RSS, JSON Feed, the topics OPML and the index page.
+
+Pure: data in, bytes out. No I/O, no clock: the same `TopicFeed` always gives the
+same bytes, so ETags stay put and `aggregator export` matches HTTP byte for byte.
+Everything a stranger wrote (titles, HTML, links, outlet and reporter names) passes
+through `sanitize_html`, `safe_url` or `_plain` before it reaches any output.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+from xml.etree import ElementTree
+
+import nh3
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from aggregator.models import FeedItem, TopicFeed, TopicSummary
+
+CONTENT_TYPES = {
+    "atom": "application/atom+xml; charset=utf-8",
+    "rss": "application/rss+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+}
+
+#: The feed's `updated` when it has no items: a fixed instant, never the clock.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+GENERATOR = "aggregator"
+
+# --- sanitizing -------------------------------------------------------------------------------
+
+#: Tags a news summary needs; everything else is unwrapped to its text.
+ALLOWED_TAGS = frozenset(
+    {
+        "p", "br", "hr", "a", "b", "strong", "i", "em", "u", "s", "sub", "sup", "small",
+        "code", "pre", "blockquote", "q", "cite", "abbr", "ul", "ol", "li", "dl", "dt", "dd",
+        "h1", "h2", "h3", "h4", "h5", "h6", "img", "figure", "figcaption",
+        "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
+    }
+)  # fmt: skip
+#: Attributes kept per tag. No style, class, id or event handler ever; `dir`/`lang`
+#: stay because Urdu and Arabic text needs `dir="rtl"` to read right.
+ALLOWED_ATTRIBUTES = {
+    "*": {"dir", "lang"},
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "ol": {"start"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+}
+#: Tags removed together with their content (their text is code or widgets, not prose).
+DROPPED_WITH_CONTENT = frozenset(
+    {"script", "style", "template", "noscript", "iframe", "object", "embed", "svg", "math",
+     "textarea", "select", "button", "title", "xmp", "noembed", "noframes"}
+)  # fmt: skip
+LINK_REL = "nofollow noopener noreferrer"
+
+# XML 1.0 forbids most C0 controls; C1 controls, surrogates and non-characters are
+# "discouraged" and the W3C validator flags them. lxml raises on the forbidden ones,
+# so one stray byte in a stranger's title would otherwise break the whole feed.
+_INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Character references as a browser decodes them inside an attribute: numeric ones
+# even without the semicolon, named ones only with it (so "?a=1&not=2" survives).
+_CHAR_REF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;)")
+# The WHATWG URL parser drops tab and newlines anywhere: "java\tscript:" is "javascript:".
+_URL_DROPPED = re.compile("[\t\n\r]")
+_URL_STRIPPED = "".join(chr(c) for c in range(0x21))
+_URL_BAD_NETLOC = set(' <>"\\^`{|}')
+_URL_SAFE = "/:@!$&'()*+,;=%?#[]~"
+_TAG_START = re.compile(r"<(?=[A-Za-z!/?])")
+
+
+def _clean_chars(text: str) -> str:
+    return _INVALID_CHARS.sub("", text)
+
+
+def _decode_refs(text: str) -> str | None:
+    """Decode character references until none is left; None if they nest absurdly deep."""
+    for _ in range(8):
+        decoded = _CHAR_REF.sub(lambda m: html.unescape(m.group(0)), text)
+        if decoded == text:
+            return text
+        text = decoded
+    return None
+
+
+def _checked_url(url: str | None, schemes: frozenset[str]) -> str | None:
+    if url is None:
+        return None
+    text = _decode_refs(url)
+    if text is None:
+        return None
+    text = _URL_DROPPED.sub("", text).strip(_URL_STRIPPED)
+    if _INVALID_CHARS.search(text):
+        return None
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in schemes:
+        return None
+    if scheme == "mailto":
+        return "mailto:" + quote(parts.path, safe=_URL_SAFE)
+    if not parts.hostname or _URL_BAD_NETLOC.intersection(parts.netloc):
+        return None
+    return urlunsplit(
+        (
+            scheme,
+            parts.netloc,
+            quote(parts.path, safe=_URL_SAFE),
+            quote(parts.query, safe=_URL_SAFE),
+            quote(parts.fragment, safe=_URL_SAFE),
+        )
+    )
+
+
+_WEB = frozenset({"http", "https"})
+_WEB_OR_MAIL = frozenset({"http", "https", "mailto"})
+
+
+def safe_url(url: str | None) -> str | None:
+    """Return `url` if it is an absolute http(s) URL once decoded as a browser would, else None.
+
+    Feeds hide `javascript:` behind entities (`&#106;avascript:`), tabs and
+    newlines (`java\\tscript:`), leading spaces and mixed case; checking the raw
+    string is not enough, so the check runs on the decoded form and that form is
+    what is returned (with spaces and non-ASCII percent-encoded).
+    """
+    return _checked_url(url, _WEB)
+
+
+def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
+    # nh3's scheme list lets relative URLs through; a republished relative URL
+    # resolves against our host, so only absolute ones are kept.
+    if attribute == "href":
+        return _checked_url(value, _WEB_OR_MAIL)
+    if attribute == "src":
+        return _checked_url(value, _WEB)
+    return value
+
+
+def sanitize_html(html_text: str) -> str:
+    """Reduce a stranger's HTML to the allow-list: safe tags, safe attributes, http(s) links.
+
+    An allow-list sanitizer (nh3, i.e. ammonia on html5ever) parses the fragment
+    the way a browser does, so broken tags, CDATA and comment tricks are judged on
+    what a browser would build from them, not on how they look.
+    """
+    return nh3.clean(
+        _clean_chars(html_text),
+        tags=set(ALLOWED_TAGS),
+        clean_content_tags=set(DROPPED_WITH_CONTENT),
+        attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
+        attribute_filter=_attribute_filter,
+        strip_comments=True,
+        link_rel=LINK_REL,
+        url_schemes=set(_WEB_OR_MAIL),
+    ).strip()
+
+
+def _plain(text: str | None) -> str:
+    """Plain text with no markup left at any level of entity encoding.
+
+    Titles and names are text, but many readers treat an RSS title as HTML, so a
+    title of `&lt;script&gt;` must not become a tag one decode later: strip tags
+    and decode until nothing changes. Whitespace is collapsed.
+    """
+    if not text:
+        return ""
+    text = _clean_chars(text)
+    for _ in range(8):
+        stripped = html.unescape(nh3.clean(text, tags=set(), clean_content_tags=set()))
+        if stripped == text:
+            break
+        text = _clean_chars(stripped)
+    else:
+        text = _TAG_START.sub("\u2039", text)  # still encoded 8 deep: defuse what is left
+    return " ".join(text.split())
+
+
+# --- one item, prepared once for every format ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    id: str
+    title: str
+    link: str | None
+    #: sanitized HTML: the story's body plus "Also reported by" and "Matched"
+    content_html: str
+    #: sanitized summary HTML when the item has a separate body, else None
+    summary_html: str | None
+    summary_text: str | None
+    author: str
+    source: str
+    #: the outlet's own URL; falls back to the article, then our page (RSS requires one)
+    source_url: str
+    source_url_known: str | None
+    published: datetime
+    updated: datetime
+    related: tuple[tuple[str, str], ...]
+    matched: tuple[str, ...]
+
+
+def _utc(dt: datetime) -> datetime:
+    """Aware UTC to the second: RSS dates cannot carry microseconds, so no format does."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).replace(microsecond=0)
+
+
+def _rfc3339(dt: datetime) -> str:
+    return _utc(dt).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _prepare(item: FeedItem, base_url: str) -> _Item:
+    title = _plain(item.title) or "(untitled)"
+    link = safe_url(item.link)
+    source = _plain(item.source) or "Unknown outlet"
+    reporter = _plain(item.author)
+    # Many feeds put the outlet's name in the author field: "Dawn, Dawn" helps nobody.
+    if reporter and reporter.casefold() != source.casefold():
+        author = f"{reporter}, {source}"
+    else:
+        author = source
+    related = tuple(
+        (url, _plain(r.source) or "Unknown outlet")
+        for r in item.related
+        if (url := safe_url(r.url)) is not None
+    )
+    matched = tuple(dict.fromkeys(t for t in (_plain(m) for m in item.matched) if t))
+
+    content = sanitize_html(item.content_html)
+    summary = sanitize_html(item.summary_html)
+    body = content or summary
+    extras = []
+    if related:
+        links = ", ".join(
+            f'<a href="{html.escape(url)}">{html.escape(name)}</a>' for url, name in related
+        )
+        extras.append(f"<p>Also reported by: {links}</p>")
+    if matched:
+        extras.append(f"<p>Matched: {html.escape(', '.join(matched))}</p>")
+    # The extras go through the same sanitizer so their links get the same rel.
+    content_html = "\n".join(p for p in (body, sanitize_html("\n".join(extras))) if p)
+    if not content_html:
+        content_html = f"<p>{html.escape(title)}</p>"
+
+    known_source_url = safe_url(item.source_url)
+    summary_text = _plain(summary) if summary else None
+    return _Item(
+        id=_clean_chars(item.id),
+        title=title,
+        link=link,
+        content_html=content_html,
+        summary_html=summary if content and summary and summary != content else None,
+        summary_text=summary_text or None,
+        author=author,
+        source=source,
+        source_url=known_source_url or link or f"{base_url}/",
+        source_url_known=known_source_url,
+        published=_utc(item.published),
+        updated=_utc(item.updated),
+        related=related,
+        matched=matched,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    title: str
+    description: str
+    base_url: str
+    home: str
+    slug: str
+    updated: datetime
+    items: tuple[_Item, ...]
+
+    def url(self, fmt: str) -> str:
+        return feed_url(self.base_url, self.slug, fmt)
+
+
+def _base(base_url: str) -> str:
+    return base_url.rstrip("/")
+
+
+def feed_url(base_url: str, slug: str, fmt: str) -> str:
+    """The public address of one topic feed: the self link, and what the index page links."""
+    return f"{_base(base_url)}/topics/{quote(slug, safe='')}.{fmt}"
+
+
+def _describe(query: str | None) -> str:
+    if query:
+        return f"Stories matching: {_clean_chars(query)}"
+    return "Every story from the topic's feeds"
+
+
+def _prepare_feed(feed: TopicFeed) -> _Feed:
+    base = _base(feed.base_url)
+    newest = feed.updated
+    return _Feed(
+        title=_plain(feed.title) or feed.slug,
+        description=_describe(feed.query),
+        base_url=base,
+        home=f"{base}/",
+        slug=feed.slug,
+        updated=_utc(newest) if newest is not None else EPOCH,
+        items=tuple(_prepare(item, base) for item in feed.items),
+    )
+
+
+# --- Atom and RSS (feedgen) -----------------------------------------------------------------
+
+
+def _generator(f: _Feed, fmt: str, mime: str) -> FeedGenerator:
+    """A FeedGenerator with every time-dependent default overwritten.
+
+    feedgen stamps `datetime.now()` into the feed's updated/lastBuildDate and its own
+    version into <generator>; both would change the bytes between two renders.
+    """
+    fg = FeedGenerator()
+    fg.id(f.url(fmt))
+    fg.title(f.title)
+    fg.description(f.description)
+    # feedgen takes the *last* feed link as the RSS <link>: the page, not the feed.
+    fg.link(href=f.url(fmt), rel="self", type=mime)
+    fg.link(href=f.home, rel="alternate", type="text/html")
+    fg.generator(GENERATOR)
+    fg.updated(f.updated)
+    if fmt == "rss":
+        fg.load_extension("dc", atom=False, rss=True)
+    for it in f.items:
+        fe = fg.add_entry(order="append")  # items arrive newest first; keep that order
+        fe.id(it.id)  # also the RSS guid, isPermaLink="false"
+        fe.title(it.title)
+        fe.updated(it.updated)
+        fe.published(it.published)
+        fe.author(name=it.author)
+        if it.summary_html:
+            fe.summary(it.summary_html, type="html")
+        fe.content(it.content_html, type="html")
+        for term in it.matched:
+            fe.category(term=term)
+        if fmt == "rss":
+            if it.link:
+                fe.link(href=it.link, rel="alternate")
+            fe.source(url=it.source_url, title=it.source)
+            # RSS <author> must be an e-mail address (the W3C validator errors on a
+            # bare name), so the "Reporter, Outlet" name goes in dc:creator.
+            fe.dc.dc_creator(it.author)
+        # Atom entry links and <source> are added by `_atom_links`: feedgen 1.0
+        # drops rel/type/title from entry links, which would turn every related
+        # copy into a second rel="alternate" link.
+    return fg
+
+
+_ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def _atom_links(root: Any, f: _Feed) -> None:
+    for entry, it in zip(root.iterfind(f"{_ATOM}entry"), f.items, strict=True):
+        if it.link:
+            link = etree.SubElement(entry, f"{_ATOM}link", href=it.link, rel="alternate")
+            link.set("type", "text/html")
+        for url, name in it.related:
+            link = etree.SubElement(entry, f"{_ATOM}link", href=url, rel="related")
+            link.set("type", "text/html")
+            link.set("title", name)
+        source = etree.SubElement(entry, f"{_ATOM}source")
+        if it.source_url_known:
+            etree.SubElement(source, f"{_ATOM}id").text = it.source_url_known
+        etree.SubElement(source, f"{_ATOM}title").text = it.source
+        if it.source_url_known:
+            etree.SubElement(source, f"{_ATOM}link", href=it.source_url_known)
+
+
+def atom(feed: TopicFeed) -> bytes:
+    """Render the topic as Atom 1.0 (RFC 4287)."""
+    f = _prepare_feed(feed)
+    fg = _generator(f, "atom", "application/atom+xml")
+    # Re-read our own output (no DTD, no entities) to add what feedgen cannot write.
+    root = etree.fromstring(fg.atom_str(pretty=False, encoding="UTF-8"))
+    _atom_links(root, f)
+    etree.indent(root, space="  ")
+    out: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True)
+    return out
+
+
+# feedgen formats RSS dates by switching the process-wide locale to "C" and back;
+# two threads doing that at once can leave the locale switched. Serialize it.
+_RSS_LOCK = threading.Lock()
+_RSS_TITLE = re.compile(rb"<title>([^<]*)</title>")
+
+
+def _hex_escape_title(m: re.Match[bytes]) -> bytes:
+    # RSS Best Practices Profile: "&" and "<" in plain-text titles as &#x26; and &#x3C;,
+    # so readers that treat titles as HTML and readers that do not agree on the text.
+    text = m.group(1).replace(b"&amp;", b"&#x26;").replace(b"&lt;", b"&#x3C;")
+    return b"<title>" + text + b"</title>"
+
+
+def rss(feed: TopicFeed) -> bytes:
+    """Render the topic as RSS 2.0, with atom:link rel="self" and dc:creator authors."""
+    fg = _generator(_prepare_feed(feed), "rss", "application/rss+xml")
+    with _RSS_LOCK:
+        out: bytes = fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
+    return _RSS_TITLE.sub(_hex_escape_title, out)
+
+
+# --- JSON Feed 1.1 ----------------------------------------------------------------------------
+
+
+def _json_bytes(doc: Any) -> bytes:
+    text = json.dumps(doc, ensure_ascii=False, indent=2)
+    # Markup characters only ever occur inside JSON strings, so escaping them there is
+    # lossless, and the body cannot be sniffed into HTML by a careless client.
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(char, escaped)
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (text + "\n").encode("utf-8")
+
+
+def json_feed(feed: TopicFeed) -> bytes:
+    """Render the topic as JSON Feed 1.1; our extension fields live under `_aggregator`."""
+    f = _prepare_feed(feed)
+    items = []
+    for it in f.items:
+        entry: dict[str, Any] = {"id": it.id}
+        if it.link:
+            entry["url"] = it.link
+        entry["title"] = it.title
+        entry["content_html"] = it.content_html
+        if it.summary_text:
+            entry["summary"] = it.summary_text
+        entry["date_published"] = _rfc3339(it.published)
+        entry["date_modified"] = _rfc3339(it.updated)
+        entry["authors"] = [{"name": it.author}]
+        if it.matched:
+            entry["tags"] = list(it.matched)
+        ext: dict[str, Any] = {"source": it.source}
+        if it.source_url_known:
+            ext["source_url"] = it.source_url_known
+        ext["related"] = [{"url": url, "source": name} for url, name in it.related]
+        entry["_aggregator"] = ext
+        items.append(entry)
+    doc = {
+        "version": JSON_FEED_VERSION,
+        "title": f.title,
+        "home_page_url": f.home,
+        "feed_url": f.url("json"),
+        "description": f.description,
+        "items": items,
+    }
+    return _json_bytes(doc)
+
+
+# --- OPML -------------------------------------------------------------------------------------
+
+
+def topics_opml(topics: Sequence[TopicSummary], base_url: str) -> bytes:
+    """List every topic's Atom feed as OPML 2.0, for importing all topics into a reader at once."""
+    base = _base(base_url)
+    root = ElementTree.Element("opml", version="2.0")
+    head = ElementTree.SubElement(root, "head")
+    ElementTree.SubElement(head, "title").text = "Topic feeds"
+    ElementTree.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
+    body = ElementTree.SubElement(root, "body")
+    for topic in topics:
+        title = _plain(topic.title) or topic.slug
+        ElementTree.SubElement(
+            body,
+            "outline",
+            type="rss",
+            text=title,
+            title=title,
+            description=_describe(topic.query),
+            xmlUrl=feed_url(base, topic.slug, "atom"),
+            htmlUrl=f"{base}/",
+        )
+    ElementTree.indent(root)
+    out: bytes = ElementTree.tostring(root, encoding="UTF-8", xml_declaration=True)
+    return out + b"\n"
+
+
+# --- the index page ---------------------------------------------------------------------------
+
+_CSS = """
+body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:46rem;padding:1rem;color:#222}
+h1{font-size:1.5rem;margin:0 0 .5rem}
+h2{font-size:1.2rem;margin:0 0 .25rem}
+section{border-top:1px solid #ddd;padding:.75rem 0}
+code{background:#f3f3f3;padding:0 .2em;word-break:break-word}
+.meta{color:#555;margin:.25rem 0}
+.subscribe a{display:inline-block;margin-right:.75rem;padding:.2rem 0}
+"""
+_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode("utf-8")).digest()).decode("ascii")
+
+#: Content-Security-Policy for the index page: no script at all, only our own <style>.
+CSP = (
+    f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+_FORMATS = (
+    ("atom", "Atom", "application/atom+xml"),
+    ("rss", "RSS", "application/rss+xml"),
+    ("json", "JSON Feed", "application/feed+json"),
+)
+
+
+def _esc(text: str) -> str:
+    return html.escape(_clean_chars(text), quote=True)
+
+
+def _time(dt: datetime | None) -> str:
+    if dt is None:
+        return "never"
+    when = _utc(dt)
+    return f'<time datetime="{_rfc3339(when)}">{when.strftime("%Y-%m-%d %H:%M")} UTC</time>'
+
+
+def index_page(topics: Sequence[TopicSummary], base_url: str, last_poll: datetime | None) -> bytes:
+    """The HTML page at `/`: every topic with its subscribe links, readable without script.
+
+    Feed readers find the feeds through the `<link rel="alternate">` tags in <head>.
+    """
+    base = _base(base_url)
+    head_links = []
+    sections = []
+    for topic in topics:
+        title = _plain(topic.title) or topic.slug
+        links = []
+        for fmt, label, mime in _FORMATS:
+            url = _esc(feed_url(base, topic.slug, fmt))
+            head_links.append(
+                f'<link rel="alternate" type="{mime}" title="{_esc(f"{title} ({label})")}"'
+                f' href="{url}">'
+            )
+            links.append(f'<a href="{url}" type="{mime}">{label}</a>')
+        query = f"<code>{_esc(topic.query)}</code>" if topic.query else "every story from its feeds"
+        count = f"{topic.entries} stor{'y' if topic.entries == 1 else 'ies'}"
+        sections.append(
+            f'<section id="topic-{_esc(topic.slug)}">\n'
+            f"<h2>{_esc(title)}</h2>\n"
+            f'<p class="meta">Query: {query}</p>\n'
+            f'<p class="meta">{count}, newest {_time(topic.newest)}</p>\n'
+            f'<p class="subscribe">Subscribe: {" ".join(links)}</p>\n'
+            "</section>"
+        )
+    if not sections:
+        sections.append("<p>No topics are configured.</p>")
+    page = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            '<meta name="referrer" content="no-referrer">',
+            "<title>Topic feeds</title>",
+            f"<style>{_CSS}</style>",
+            *head_links,
+            "</head>",
+            "<body>",
+            "<main>",
+            "<h1>Topic feeds</h1>",
+            f'<p class="meta">Last poll: {_time(last_poll)}</p>',
+            f'<p>All topics for your feed reader: <a href="{_esc(base)}/topics.opml"'
+            ' type="text/x-opml">OPML</a></p>',
+            *sections,
+            "</main>",
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+    return page.encode("utf-8")
