@@ -452,6 +452,9 @@ def _scan_lines(text: str) -> list[tuple[_Where, int]]:
                         address.append(arrays[tuple(address)])
                 if header[1] == "[[":
                     index = arrays.get(tuple(address), -1) + 1
+                    if index == 0:
+                        # so that a problem with the array as a whole finds its first header
+                        found.append((tuple(address), number))
                     arrays[tuple(address)] = index
                     address.append(index)
                 prefix = tuple(address)
