@@ -1,0 +1,388 @@
+"""The pipeline for one feed: state -> fetch -> parse -> normalize -> dedupe -> store -> topics.
+
+`poll_feed` strings the stages together and decides nothing itself: `schedule`
+says when to poll next, `dedupe` which story an entry joins, `topics` which topics
+hold it. A failing feed is a `PollResult` with status "error", never an exception;
+anything else that raises is a bug and propagates.
+
+Network and parsing happen before the write transaction opens, so a slow outlet
+never holds the database, and a crash mid-poll leaves it whole (one transaction
+per feed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from . import dedupe, fetch, normalize, parse, schedule, store, topics
+from .config import Config, FeedConfig
+from .errors import FetchError, ParseError
+from .models import Entry, Fetched, ParsedFeed, PollResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMatcher:
+    """A compiled topic: which feeds it reads and its query."""
+
+    slug: str
+    #: None: every feed
+    feeds: frozenset[str] | None
+    query: topics.Query
+
+    def matches(self, feed: str, doc: topics.Document) -> tuple[str, ...] | None:
+        if self.feeds is not None and feed not in self.feeds:
+            return None
+        return self.query.matches(doc)
+
+
+def compile_topics(config: Config) -> list[TopicMatcher]:
+    """Compile every topic's query once (the config loader has validated them)."""
+    return [
+        TopicMatcher(
+            slug=t.slug,
+            feeds=frozenset(t.feeds) if t.feeds is not None else None,
+            query=topics.compile(t.query, config.aliases),
+        )
+        for t in config.topics
+    ]
+
+
+@dataclass
+class Poller:
+    """What outlives one feed's poll: the config, the HTTP session, the host limiter."""
+
+    config: Config
+    session: object = field(init=False)
+    limiter: fetch.HostLimiter = field(init=False)
+    matchers: list[TopicMatcher] = field(init=False)
+    host: str = field(init=False)
+    rng: random.Random = field(default_factory=random.Random)
+    #: callbacks run after a poll changed topics (the web cache, export_dir)
+    on_change: list[Callable[[], None]] = field(default_factory=list)
+    _rng_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        polling = self.config.polling
+        self.session = fetch.make_session(polling.concurrency)
+        self.limiter = fetch.HostLimiter(polling.per_host)
+        self.matchers = compile_topics(self.config)
+        self.host = urlsplit(self.config.server.base_url).hostname or "localhost"
+
+    def store(self) -> store.Store:
+        return store.for_thread(self.config.database.path)
+
+    def close(self) -> None:
+        close = getattr(self.session, "close", None)
+        if close is not None:
+            close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> PollResult:
+    """Poll one feed once and store what is new. Never raises for the feed's own failure."""
+    started = time.monotonic()
+    db = poller.store()
+    state = db.feed_state(feed.name)
+    if state.gone:
+        return PollResult(feed.name, "gone", http_status=410, error=state.last_error)
+    policy = schedule.Policy.for_feed(feed, poller.config.polling)
+    polling = poller.config.polling
+    fetched: Fetched | None = None
+    try:
+        with poller.limiter.slot(state.url):
+            fetched = fetch.get(
+                poller.session,  # type: ignore[arg-type]
+                state,
+                timeout=polling.timeout.total_seconds(),
+                max_body=polling.max_body,
+                allow_private=feed.allow_private,
+            )
+        parsed = (
+            parse.parse(
+                fetched.body, fetched.headers, fetched.final_url, max_entries=polling.max_entries
+            )
+            if fetched.status == 200
+            else None
+        )
+    except (FetchError, ParseError) as exc:
+        return _record_failure(poller, feed, state, exc, fetched, policy, now or _now(), started)
+
+    now = now or _now()
+    if parsed is None:  # 304: no parse, no write beyond the fetch state
+        outcome = schedule.Outcome.from_fetch(
+            fetched, entries_per_week=_rhythm(db, feed, policy, now)
+        )
+        decision = _decide(poller, state, outcome, policy, now)
+        with db.write():
+            _record_success(db, feed, fetched, decision, now, None)
+        return _result(feed, "not_modified", fetched, decision, started)
+
+    entries = [
+        normalize.normalize(p, feed.name, now, base_url=fetched.final_url) for p in parsed.entries
+    ]
+    prepared = [_prepare(poller, e) for e in entries]
+    with db.write():
+        new, updated, merged = _store_entries(poller, db, prepared, now)
+        outcome = schedule.Outcome.from_fetch(
+            fetched,
+            hint_seconds=parsed.hint_seconds,
+            entries_per_week=_rhythm(db, feed, policy, now),
+        )
+        decision = _decide(poller, state, outcome, policy, now)
+        _record_success(db, feed, fetched, decision, now, parsed)
+    if new or updated:
+        for callback in poller.on_change:
+            callback()
+    return _result(
+        feed,
+        "ok",
+        fetched,
+        decision,
+        started,
+        new=new,
+        updated=updated,
+        merged=merged,
+        warning=parsed.warning,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An entry with what the write transaction needs computed in advance."""
+
+    entry: Entry
+    keys: list[str]
+    matches: dict[str, tuple[str, ...]]
+
+
+def _prepare(poller: Poller, entry: Entry) -> _Prepared:
+    doc = topics.document(entry.title, entry.text)
+    matches = {}
+    for m in poller.matchers:
+        terms = m.matches(entry.feed, doc)
+        if terms is not None:
+            matches[m.slug] = terms
+    return _Prepared(entry, dedupe.index_keys(entry.title, entry.text), matches)
+
+
+def _store_entries(
+    poller: Poller, db: store.Store, prepared: Sequence[_Prepared], now: datetime
+) -> tuple[int, int, int]:
+    """Insert or update each entry, joining stories; inside the caller's transaction."""
+    window = poller.config.dedupe.window
+    new = updated = merged = 0
+    touched: set[int] = set()
+    for p in prepared:
+        entry = p.entry
+        existing = db.entry_by_key(entry.feed, entry.key)
+        if existing is not None:
+            if existing.content_hash != entry.content_hash:
+                db.update_entry(existing.id, entry, now)
+                db.touch_story(existing.story_id, now)
+                touched.add(existing.story_id)
+                updated += 1
+                _add_to_topics(db, existing.story_id, p.matches)
+            continue
+        story_id = db.story_by_link(entry.canonical_link, entry.guid)
+        if story_id is None:
+            rows = db.candidate_stories(p.keys, entry.published - window, entry.published + window)
+            candidates = [
+                dedupe.Candidate(
+                    story_id=r.story_id,
+                    feeds=r.feeds,
+                    title=r.title,
+                    text=r.text,
+                    published=r.published,
+                )
+                for r in rows
+            ]
+            story_id = dedupe.decide(entry, candidates, now=now, window=window)
+        if story_id is None:
+            story_id = db.new_story(entry.published, now, poller.host)
+        else:
+            merged += 1
+            db.count_merge(entry.feed)
+            db.touch_story(story_id, now)
+        db.insert_entry(entry, story_id, now)
+        db.add_story_keys(story_id, p.keys, entry.published)
+        _add_to_topics(db, story_id, p.matches)
+        touched.add(story_id)
+        new += 1
+    db.bump_topics_of(touched)
+    return new, updated, merged
+
+
+def _add_to_topics(db: store.Store, story_id: int, matches: dict[str, tuple[str, ...]]) -> None:
+    for slug, terms in matches.items():
+        db.add_topic_story(slug, story_id, terms)
+
+
+def _rhythm(
+    db: store.Store, feed: FeedConfig, policy: schedule.Policy, now: datetime
+) -> float | None:
+    return db.entries_per_week(feed.name, now) if policy.interval is None else None
+
+
+def _decide(
+    poller: Poller,
+    state: object,
+    outcome: schedule.Outcome,
+    policy: schedule.Policy,
+    now: datetime,
+) -> schedule.Decision:
+    with poller._rng_lock:  # random.Random is not meant to be shared across threads
+        return schedule.decide(state, outcome, policy, now, poller.rng)  # type: ignore[arg-type]
+
+
+def _record_success(
+    db: store.Store,
+    feed: FeedConfig,
+    fetched: Fetched,
+    decision: schedule.Decision,
+    now: datetime,
+    parsed: ParsedFeed | None,
+) -> None:
+    db.record_fetch(
+        feed.name,
+        at=now,
+        status=fetched.status,
+        error=None,
+        success=True,
+        url=decision.url,
+        etag=fetched.etag,
+        last_modified=fetched.last_modified,
+        failures=decision.failures,
+        next_poll=decision.next_poll,
+        next_reason=decision.reason,
+        next_detail=decision.detail,
+        gone=decision.gone,
+        hint_seconds=parsed.hint_seconds if parsed else None,
+        warning=parsed.warning if parsed else None,
+        title=parsed.title if parsed else None,
+        site_link=parsed.link if parsed else None,
+    )
+
+
+def _record_failure(
+    poller: Poller,
+    feed: FeedConfig,
+    state: object,
+    exc: FetchError | ParseError,
+    fetched: Fetched | None,
+    policy: schedule.Policy,
+    now: datetime,
+    started: float,
+) -> PollResult:
+    status = exc.status if isinstance(exc, FetchError) else (fetched.status if fetched else None)
+    outcome = schedule.Outcome.from_fetch(exc)
+    decision = _decide(poller, state, outcome, policy, now)
+    db = poller.store()
+    with db.write():
+        db.record_fetch(
+            feed.name,
+            at=now,
+            status=status,
+            error=str(exc),
+            success=False,
+            url=decision.url,
+            failures=decision.failures,
+            next_poll=decision.next_poll,
+            next_reason=decision.reason,
+            next_detail=decision.detail,
+            gone=decision.gone,
+        )
+    result = PollResult(
+        feed.name,
+        "gone" if decision.gone else "error",
+        http_status=status,
+        seconds=time.monotonic() - started,
+        error=str(exc),
+        next_poll=decision.next_poll,
+        next_reason=decision.reason,
+    )
+    log.warning(_log_line(result))
+    return result
+
+
+def _result(
+    feed: FeedConfig,
+    status: str,
+    fetched: Fetched,
+    decision: schedule.Decision,
+    started: float,
+    **counts: object,
+) -> PollResult:
+    result = PollResult(
+        feed.name,
+        status,
+        http_status=fetched.status,
+        seconds=time.monotonic() - started,
+        next_poll=decision.next_poll,
+        next_reason=decision.reason,
+        **counts,  # type: ignore[arg-type]
+    )
+    log.info(_log_line(result))
+    return result
+
+
+def _log_line(r: PollResult) -> str:
+    line = (
+        f"feed={r.feed} status={r.status} http={r.http_status or '-'} new={r.new} "
+        f"updated={r.updated} merged={r.merged} seconds={r.seconds:.2f}"
+    )
+    if r.error:
+        line += f" error={json.dumps(r.error, ensure_ascii=False)}"
+    return line
+
+
+def poll_many(
+    poller: Poller, feeds: Iterable[FeedConfig], now: datetime | None = None
+) -> Iterator[PollResult]:
+    """Poll feeds on `[polling] concurrency` threads; results in completion order."""
+    feeds = list(feeds)
+    workers = max(1, min(poller.config.polling.concurrency, len(feeds)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+        futures = [pool.submit(poll_feed, poller, f, now) for f in feeds]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def sync(config: Config, db: store.Store, now: datetime | None = None) -> None:
+    """Bring the database in line with the config: feed rows, and topics whose
+    query (or feed list, or aliases) changed are re-evaluated over stored entries."""
+    db.sync_feeds((f.name, f.url) for f in config.feeds)
+    stored = db.topic_query_keys()
+    changed = []
+    for t in config.topics:
+        key = json.dumps(
+            {"query": t.query, "feeds": t.feeds, "aliases": config.aliases}, sort_keys=True
+        )
+        if stored.get(t.slug) != key:
+            changed.append((t, key))
+    with db.write():
+        db.drop_topics_except(t.slug for t in config.topics)
+        if not changed:
+            return
+        matchers = {m.slug: m for m in compile_topics(config)}
+        for t, key in changed:
+            db.reset_topic(t.slug, key)
+        for story_id, feed, title, text in list(db.iter_entries()):
+            doc = topics.document(title, text)
+            for t, _ in changed:
+                terms = matchers[t.slug].matches(feed, doc)
+                if terms is not None:
+                    db.add_topic_story(t.slug, story_id, terms)

@@ -1,0 +1,757 @@
+"""All SQL of the project: schema, migrations, feed state, entries, stories, topics.
+
+One `Store` per thread (SQLite connections are not shared across threads). The
+database runs in WAL mode with a busy timeout, so readers (the web server) never
+wait for a writer, and writers queue instead of failing with "database is locked".
+Write transactions are short, `BEGIN IMMEDIATE`, and never open across network I/O:
+`poll` fetches and parses first, then calls `write()` once per feed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .errors import StorageError
+from .models import Entry, FeedItem, FeedState, Related, TopicFeed, TopicSummary
+
+#: seconds a writer waits for another writer before giving up
+BUSY_TIMEOUT_MS = 60_000
+
+migrations = Migrations("aggregator")
+
+
+@migrations(name="0001_initial")
+def _m0001_initial(db: sqlite_utils.Database) -> None:
+    # Statement by statement: executescript() would COMMIT the migration's transaction.
+    for statement in _SCHEMA_0001.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_SCHEMA_0001 = """
+        -- One row per configured feed; `name` is the config key and never changes.
+        CREATE TABLE feeds (
+            name TEXT PRIMARY KEY,
+            config_url TEXT NOT NULL,       -- the URL in the config file
+            url TEXT NOT NULL,              -- the URL polled now (after 301/308)
+            title TEXT,                     -- the feed's own <title>
+            site_link TEXT,                 -- the feed's own <link>
+            etag TEXT,
+            last_modified TEXT,
+            last_fetch TEXT,                -- ISO UTC of the last fetch attempt
+            last_status INTEGER,            -- HTTP status of it (NULL: network error)
+            last_error TEXT,                -- NULL after a success
+            last_success TEXT,
+            warning TEXT,                   -- last bozo warning of a feed that still parsed
+            failures INTEGER NOT NULL DEFAULT 0,
+            next_poll TEXT,
+            next_reason TEXT,               -- interval, auto, backoff, retry-after, hint, gone
+            next_detail TEXT,
+            gone INTEGER NOT NULL DEFAULT 0,
+            hint_seconds INTEGER,
+            merges INTEGER NOT NULL DEFAULT 0   -- entries of this feed that joined another's story
+        );
+
+        -- A story: one news event, possibly reported by several feeds.
+        CREATE TABLE stories (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,       -- public id, minted once, never changes
+            published TEXT NOT NULL,        -- the first entry's published time
+            updated TEXT NOT NULL           -- last time an entry of it changed or joined
+        );
+        CREATE INDEX stories_published ON stories(published);
+
+        -- One row per (feed, key): an item of one feed, updated in place on edits.
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY,
+            feed TEXT NOT NULL REFERENCES feeds(name),
+            key TEXT NOT NULL,
+            story_id INTEGER NOT NULL REFERENCES stories(id),
+            guid TEXT,
+            link TEXT,
+            canonical_link TEXT,
+            title TEXT NOT NULL,
+            summary_html TEXT NOT NULL,
+            content_html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            author TEXT,
+            published TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            UNIQUE (feed, key)
+        );
+        CREATE INDEX entries_story ON entries(story_id);
+        CREATE INDEX entries_canonical_link ON entries(canonical_link);
+        CREATE INDEX entries_guid ON entries(guid);
+        CREATE INDEX entries_published ON entries(published);
+
+        -- Dedupe index: the keys a story is found under, with its time for the window.
+        CREATE TABLE story_keys (
+            key TEXT NOT NULL,
+            story_id INTEGER NOT NULL,
+            published TEXT NOT NULL,
+            PRIMARY KEY (key, story_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX story_keys_story ON story_keys(story_id);
+
+        -- Topic membership: which stories a topic holds and which terms matched.
+        CREATE TABLE topic_stories (
+            topic TEXT NOT NULL,
+            story_id INTEGER NOT NULL,
+            published TEXT NOT NULL,
+            matched TEXT NOT NULL DEFAULT '[]',   -- JSON list of matched terms
+            PRIMARY KEY (topic, story_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX topic_stories_newest ON topic_stories(topic, published DESC, story_id DESC);
+        CREATE INDEX topic_stories_story ON topic_stories(story_id);
+
+        -- Per topic: the query its rows were computed with, and a version bumped on change.
+        CREATE TABLE topics (
+            slug TEXT PRIMARY KEY,
+            query_key TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 0
+        );
+
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT
+        );
+"""
+
+
+def ts(dt: datetime) -> str:
+    """Format a time for storage: fixed-width UTC, so text order is time order."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """Read a time written by `ts`."""
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """The columns `poll` needs to decide whether an entry changed."""
+
+    id: int
+    story_id: int
+    content_hash: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRow:
+    """A candidate story for dedupe, with its primary entry's text."""
+
+    story_id: int
+    feeds: frozenset[str]
+    title: str
+    text: str
+    published: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """One row of `aggregator status` and `/healthz`."""
+
+    name: str
+    config_url: str
+    url: str
+    title: str | None
+    last_fetch: datetime | None
+    last_status: int | None
+    last_error: str | None
+    last_success: datetime | None
+    warning: str | None
+    failures: int
+    next_poll: datetime | None
+    next_reason: str | None
+    next_detail: str | None
+    gone: bool
+    entries: int
+    merges: int
+
+
+class Store:
+    """A connection to the aggregator's SQLite database; use one per thread."""
+
+    def __init__(self, path: Path | str, *, migrate: bool = True) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(path),
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode; only an OS
+            # crash can lose the last commits, never corrupt the file.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.conn = conn
+            self.db = sqlite_utils.Database(conn)
+            if migrate:
+                with self._lock_for_migration():
+                    migrations.apply(self.db)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open database: {exc}") from exc
+
+    @contextmanager
+    def _lock_for_migration(self) -> Iterator[None]:
+        # Two processes starting at once must not both create the schema: the
+        # migrations run inside one IMMEDIATE transaction (atomic() nests as savepoints).
+        with self.write():
+            yield
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Store]:
+        """One short write transaction; rolled back whole on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def integrity_ok(self) -> bool:
+        return bool(self._one("PRAGMA integrity_check") == "ok")
+
+    # -- meta --------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        value = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- feeds -------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
+        """Make sure every configured (name, url) has a row; a changed config URL
+        resets the polled URL and validators (it is a different feed now)."""
+        with self.write():
+            for name, url in feeds:
+                row = self.conn.execute(
+                    "SELECT config_url FROM feeds WHERE name = ?", (name,)
+                ).fetchone()
+                if row is None:
+                    self.conn.execute(
+                        "INSERT INTO feeds(name, config_url, url) VALUES (?, ?, ?)",
+                        (name, url, url),
+                    )
+                elif row[0] != url:
+                    self.conn.execute(
+                        "UPDATE feeds SET config_url = ?, url = ?, etag = NULL, "
+                        "last_modified = NULL, gone = 0, failures = 0, next_poll = NULL "
+                        "WHERE name = ?",
+                        (url, url, name),
+                    )
+
+    def feed_state(self, name: str) -> FeedState:
+        row = self.conn.execute(
+            "SELECT name, url, etag, last_modified, last_fetch, last_status, last_error, "
+            "last_success, failures, next_poll, next_reason, gone, hint_seconds "
+            "FROM feeds WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            raise StorageError(f"feed {name!r} is not in the database")
+        return FeedState(
+            name=row[0],
+            url=row[1],
+            etag=row[2],
+            last_modified=row[3],
+            last_fetch=parse_ts(row[4]),
+            last_status=row[5],
+            last_error=row[6],
+            last_success=parse_ts(row[7]),
+            failures=row[8],
+            next_poll=parse_ts(row[9]),
+            next_reason=row[10],
+            gone=bool(row[11]),
+            hint_seconds=row[12],
+        )
+
+    def record_fetch(
+        self,
+        name: str,
+        *,
+        at: datetime,
+        status: int | None,
+        error: str | None,
+        success: bool,
+        url: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        failures: int = 0,
+        next_poll: datetime | None = None,
+        next_reason: str | None = None,
+        next_detail: str | None = None,
+        gone: bool = False,
+        hint_seconds: int | None = None,
+        warning: str | None = None,
+        title: str | None = None,
+        site_link: str | None = None,
+    ) -> None:
+        """Store one fetch's outcome; call inside `write()` (with the entries)."""
+        sets = [
+            "last_fetch = :at",
+            "last_status = :status",
+            "last_error = :error",
+            "failures = :failures",
+            "next_poll = :next_poll",
+            "next_reason = :next_reason",
+            "next_detail = :next_detail",
+            "gone = :gone",
+        ]
+        params: dict[str, Any] = {
+            "name": name,
+            "at": ts(at),
+            "status": status,
+            "error": error,
+            "failures": failures,
+            "next_poll": ts(next_poll) if next_poll else None,
+            "next_reason": next_reason,
+            "next_detail": next_detail,
+            "gone": int(gone),
+        }
+        if success:
+            sets += ["last_success = :at", "warning = :warning"]
+            params["warning"] = warning
+            # RFC 9111 4.3.4: a 304 may carry new validators; keep the old ones if not.
+            if etag is not None:
+                sets.append("etag = :etag")
+                params["etag"] = etag
+            if last_modified is not None:
+                sets.append("last_modified = :last_modified")
+                params["last_modified"] = last_modified
+            if hint_seconds is not None:
+                sets.append("hint_seconds = :hint")
+                params["hint"] = hint_seconds
+        if url is not None:
+            sets.append("url = :url")
+            params["url"] = url
+        if title is not None:
+            sets.append("title = :title")
+            params["title"] = title
+        if site_link is not None:
+            sets.append("site_link = :site_link")
+            params["site_link"] = site_link
+        self.conn.execute(f"UPDATE feeds SET {', '.join(sets)} WHERE name = :name", params)
+
+    def feed_statuses(self) -> list[FeedStatus]:
+        rows = self.conn.execute(
+            "SELECT f.name, f.config_url, f.url, f.title, f.last_fetch, f.last_status, "
+            "f.last_error, f.last_success, f.warning, f.failures, f.next_poll, "
+            "f.next_reason, f.next_detail, f.gone, "
+            "(SELECT count(*) FROM entries e WHERE e.feed = f.name), f.merges "
+            "FROM feeds f ORDER BY f.name"
+        ).fetchall()
+        return [
+            FeedStatus(
+                name=r[0],
+                config_url=r[1],
+                url=r[2],
+                title=r[3],
+                last_fetch=parse_ts(r[4]),
+                last_status=r[5],
+                last_error=r[6],
+                last_success=parse_ts(r[7]),
+                warning=r[8],
+                failures=r[9],
+                next_poll=parse_ts(r[10]),
+                next_reason=r[11],
+                next_detail=r[12],
+                gone=bool(r[13]),
+                entries=r[14],
+                merges=r[15],
+            )
+            for r in rows
+        ]
+
+    def entries_per_week(self, feed: str, now: datetime, weeks: int = 4) -> float | None:
+        """The feed's rhythm over the last weeks, for `interval = "auto"`."""
+        since = now - timedelta(weeks=weeks)
+        first = self._one("SELECT min(first_seen) FROM entries WHERE feed = ?", (feed,))
+        if first is None:
+            return None
+        count = self._one(
+            "SELECT count(*) FROM entries WHERE feed = ? AND published >= ?", (feed, ts(since))
+        )
+        span = min(now - (parse_ts(first) or now), timedelta(weeks=weeks))
+        span_weeks = max(span / timedelta(weeks=1), 1 / 7)
+        return float(count) / span_weeks
+
+    # -- entries and stories -------------------------------------------------
+
+    def entry_by_key(self, feed: str, key: str) -> StoredEntry | None:
+        row = self.conn.execute(
+            "SELECT id, story_id, content_hash, title FROM entries WHERE feed = ? AND key = ?",
+            (feed, key),
+        ).fetchone()
+        return StoredEntry(*row) if row else None
+
+    def story_by_link(self, canonical_link: str | None, guid: str | None) -> int | None:
+        """A story that already has this canonical link, or this guid, from any feed."""
+        if canonical_link:
+            sid = self._one(
+                "SELECT story_id FROM entries WHERE canonical_link = ? ORDER BY id LIMIT 1",
+                (canonical_link,),
+            )
+            if sid is not None:
+                return int(sid)
+        # A guid that is a URL or otherwise globally unique identifies the article;
+        # short numeric guids are per-feed counters and would join unrelated stories.
+        if guid and len(guid) >= 16 and not guid.isdigit():
+            sid = self._one(
+                "SELECT story_id FROM entries WHERE guid = ? ORDER BY id LIMIT 1", (guid,)
+            )
+            if sid is not None:
+                return int(sid)
+        return None
+
+    def new_story(self, published: datetime, now: datetime, host: str) -> int:
+        """Mint a story and its public id; the id is stored and never recomputed."""
+        cur = self.conn.execute(
+            "INSERT INTO stories(uid, published, updated) VALUES ('', ?, ?)",
+            (ts(published), ts(now)),
+        )
+        sid = int(cur.lastrowid or 0)
+        uid = f"tag:{host},{now.astimezone(UTC):%Y-%m-%d}:story/{sid}"
+        self.conn.execute("UPDATE stories SET uid = ? WHERE id = ?", (uid, sid))
+        return sid
+
+    def insert_entry(self, entry: Entry, story_id: int, now: datetime) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO entries(feed, key, story_id, guid, link, canonical_link, title, "
+            "summary_html, content_html, text, author, published, first_seen, updated, "
+            "content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                entry.feed,
+                entry.key,
+                story_id,
+                entry.guid,
+                entry.link,
+                entry.canonical_link,
+                entry.title,
+                entry.summary_html,
+                entry.content_html,
+                entry.text,
+                entry.author,
+                ts(entry.published),
+                ts(now),
+                ts(now),
+                entry.content_hash,
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_entry(self, entry_id: int, entry: Entry, now: datetime) -> None:
+        """An outlet edited its item: new text, same id, same story, same published."""
+        self.conn.execute(
+            "UPDATE entries SET guid = ?, link = ?, canonical_link = ?, title = ?, "
+            "summary_html = ?, content_html = ?, text = ?, author = ?, updated = ?, "
+            "content_hash = ? WHERE id = ?",
+            (
+                entry.guid,
+                entry.link,
+                entry.canonical_link,
+                entry.title,
+                entry.summary_html,
+                entry.content_html,
+                entry.text,
+                entry.author,
+                ts(now),
+                entry.content_hash,
+                entry_id,
+            ),
+        )
+
+    def touch_story(self, story_id: int, now: datetime) -> None:
+        self.conn.execute("UPDATE stories SET updated = ? WHERE id = ?", (ts(now), story_id))
+
+    def count_merge(self, feed: str) -> None:
+        self.conn.execute("UPDATE feeds SET merges = merges + 1 WHERE name = ?", (feed,))
+
+    def add_story_keys(self, story_id: int, keys: Iterable[str], published: datetime) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO story_keys(key, story_id, published) VALUES (?, ?, ?)",
+            [(k, story_id, ts(published)) for k in keys],
+        )
+
+    def candidate_stories(
+        self, keys: Sequence[str], since: datetime, until: datetime, limit: int = 200
+    ) -> list[StoryRow]:
+        """Stories sharing an index key with a new entry, inside the time window.
+
+        Looks only at the index (key, published), never at all stored stories.
+        """
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = self.conn.execute(
+            f"SELECT story_id, count(*) AS shared FROM story_keys "
+            f"WHERE key IN ({marks}) AND published BETWEEN ? AND ? "
+            f"GROUP BY story_id ORDER BY shared DESC, story_id LIMIT ?",
+            (*keys, ts(since), ts(until), limit),
+        ).fetchall()
+        return self.story_rows([r[0] for r in rows])
+
+    def story_rows(self, story_ids: Sequence[int]) -> list[StoryRow]:
+        if not story_ids:
+            return []
+        marks = ",".join("?" * len(story_ids))
+        rows = self.conn.execute(
+            f"SELECT e.story_id, e.feed, e.title, e.text, s.published, e.id "
+            f"FROM entries e JOIN stories s ON s.id = e.story_id "
+            f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
+            tuple(story_ids),
+        ).fetchall()
+        by_story: dict[int, list[Any]] = {}
+        for r in rows:
+            by_story.setdefault(r[0], []).append(r)
+        out = []
+        for sid in story_ids:
+            group = by_story.get(sid)
+            if not group:
+                continue
+            first = group[0]
+            out.append(
+                StoryRow(
+                    story_id=sid,
+                    feeds=frozenset(g[1] for g in group),
+                    title=first[2],
+                    text=first[3],
+                    published=parse_ts(first[4]) or datetime.min.replace(tzinfo=UTC),
+                )
+            )
+        return out
+
+    def story_feeds(self, story_id: int) -> set[str]:
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT feed FROM entries WHERE story_id = ?", (story_id,)
+            )
+        }
+
+    def iter_entries(self, since: datetime | None = None) -> Iterator[tuple[int, str, str, str]]:
+        """(story_id, feed, title, text) of stored entries, for re-matching topics."""
+        sql = "SELECT story_id, feed, title, text FROM entries"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += " WHERE published >= ?"
+            params = (ts(since),)
+        yield from self.conn.execute(sql + " ORDER BY id", params)
+
+    def entry_by_link(self, url: str) -> tuple[str, str, str] | None:
+        """(feed, title, text) of a stored entry by its link or canonical link."""
+        row = self.conn.execute(
+            "SELECT feed, title, text FROM entries WHERE link = ? OR canonical_link = ? "
+            "ORDER BY id LIMIT 1",
+            (url, url),
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "entries": int(self._one("SELECT count(*) FROM entries")),
+            "stories": int(self._one("SELECT count(*) FROM stories")),
+            "feeds": int(self._one("SELECT count(*) FROM feeds")),
+        }
+
+    # -- topics --------------------------------------------------------------
+
+    def topic_query_keys(self) -> dict[str, str]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT slug, query_key FROM topics")}
+
+    def reset_topic(self, slug: str, query_key: str) -> None:
+        """Forget a topic's rows (its query changed); call inside `write()`."""
+        self.conn.execute("DELETE FROM topic_stories WHERE topic = ?", (slug,))
+        self.conn.execute(
+            "INSERT INTO topics(slug, query_key, version) VALUES (?, ?, 1) "
+            "ON CONFLICT(slug) DO UPDATE SET query_key = excluded.query_key, "
+            "version = version + 1",
+            (slug, query_key),
+        )
+
+    def drop_topics_except(self, slugs: Iterable[str]) -> None:
+        keep = list(slugs)
+        marks = ",".join("?" * len(keep)) or "''"
+        self.conn.execute(f"DELETE FROM topic_stories WHERE topic NOT IN ({marks})", keep)
+        self.conn.execute(f"DELETE FROM topics WHERE slug NOT IN ({marks})", keep)
+
+    def add_topic_story(self, slug: str, story_id: int, matched: Sequence[str]) -> bool:
+        """Put a story in a topic, merging matched terms; True if anything changed."""
+        row = self.conn.execute(
+            "SELECT matched FROM topic_stories WHERE topic = ? AND story_id = ?",
+            (slug, story_id),
+        ).fetchone()
+        if row is None:
+            published = self._one("SELECT published FROM stories WHERE id = ?", (story_id,))
+            self.conn.execute(
+                "INSERT INTO topic_stories(topic, story_id, published, matched) "
+                "VALUES (?, ?, ?, ?)",
+                (slug, story_id, published, json.dumps(list(matched), ensure_ascii=False)),
+            )
+            return True
+        old = json.loads(row[0])
+        merged = old + [t for t in matched if t not in old]
+        if merged != old:
+            self.conn.execute(
+                "UPDATE topic_stories SET matched = ? WHERE topic = ? AND story_id = ?",
+                (json.dumps(merged, ensure_ascii=False), slug, story_id),
+            )
+            return True
+        return False
+
+    def bump_topics_of(self, story_ids: Iterable[int]) -> None:
+        """Mark every topic holding one of these stories as changed."""
+        ids = list(set(story_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(
+                f"UPDATE topics SET version = version + 1 WHERE slug IN "
+                f"(SELECT DISTINCT topic FROM topic_stories WHERE story_id IN ({marks}))",
+                chunk,
+            )
+
+    def topic_versions(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT slug, version FROM topics")}
+
+    def topic_summaries(self, topics: Sequence[tuple[str, str, str | None]]) -> list[TopicSummary]:
+        out = []
+        for slug, title, query in topics:
+            row = self.conn.execute(
+                "SELECT count(*), max(published) FROM topic_stories WHERE topic = ?", (slug,)
+            ).fetchone()
+            out.append(TopicSummary(slug, title, query, int(row[0]), parse_ts(row[1])))
+        return out
+
+    def topic_feed(
+        self,
+        slug: str,
+        title: str,
+        query: str | None,
+        base_url: str,
+        limit: int,
+        feed_titles: dict[str, str],
+    ) -> TopicFeed:
+        """The newest `limit` stories of a topic, each with its outlets, ready to render."""
+        stories = self.conn.execute(
+            "SELECT ts.story_id, ts.matched, s.uid, s.published, s.updated "
+            "FROM topic_stories ts JOIN stories s ON s.id = ts.story_id "
+            "WHERE ts.topic = ? ORDER BY ts.published DESC, ts.story_id DESC LIMIT ?",
+            (slug, limit),
+        ).fetchall()
+        ids = [r[0] for r in stories]
+        entries: dict[int, list[Any]] = {}
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for r in self.conn.execute(
+                f"SELECT e.story_id, e.feed, e.title, e.link, e.summary_html, e.content_html, "
+                f"e.author, e.updated, f.site_link, f.url FROM entries e "
+                f"JOIN feeds f ON f.name = e.feed "
+                f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
+                ids,
+            ):
+                entries.setdefault(r[0], []).append(r)
+        items = []
+        for sid, matched, uid, published, updated in stories:
+            group = entries.get(sid)
+            if not group:
+                continue
+            first = group[0]
+            related = []
+            seen_links = {first[3]}
+            for g in group[1:]:
+                if g[3] and g[3] not in seen_links:
+                    seen_links.add(g[3])
+                    related.append(Related(url=g[3], source=feed_titles.get(g[1], g[1])))
+            newest_edit = max([updated] + [g[7] for g in group])
+            items.append(
+                FeedItem(
+                    id=uid,
+                    title=first[2],
+                    link=first[3],
+                    summary_html=first[4],
+                    content_html=first[5],
+                    author=first[6],
+                    source=feed_titles.get(first[1], first[1]),
+                    source_url=first[8] or first[9],
+                    published=parse_ts(published) or datetime.min.replace(tzinfo=UTC),
+                    updated=parse_ts(newest_edit) or datetime.min.replace(tzinfo=UTC),
+                    related=tuple(related),
+                    matched=tuple(json.loads(matched)),
+                )
+            )
+        return TopicFeed(slug=slug, title=title, query=query, base_url=base_url, items=tuple(items))
+
+    # -- retention -----------------------------------------------------------
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete entries published before the cut-off and stories left empty.
+
+        Kept stories keep their ids: a story's uid lives in its own row.
+        """
+        cut = ts(older_than)
+        with self.write():
+            n = self.conn.execute("DELETE FROM entries WHERE published < ?", (cut,)).rowcount
+            if n:
+                empty = "SELECT id FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
+                self.conn.execute(f"DELETE FROM topic_stories WHERE story_id IN ({empty})")
+                self.conn.execute(f"DELETE FROM story_keys WHERE story_id IN ({empty})")
+                self.conn.execute(f"DELETE FROM stories WHERE id IN ({empty})")
+            self.conn.execute("DELETE FROM story_keys WHERE published < ?", (cut,))
+        return int(n)
+
+
+_local = threading.local()
+
+
+def for_thread(path: Path) -> Store:
+    """This thread's connection to `path` (opened on first use)."""
+    stores: dict[Path, Store] = _local.__dict__.setdefault("stores", {})
+    store = stores.get(path)
+    if store is None:
+        store = stores[path] = Store(path)
+    return store
