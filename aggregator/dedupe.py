@@ -1,0 +1,321 @@
+"""Story clustering: does a new entry join an existing story, and which one?
+
+This stage is pure. It never reads the clock, the database or the network: the
+store fetches the candidates from its key index and passes them in, with `now`
+and the document frequencies it keeps. Exact-link and exact-guid joins are the
+store's job before `decide` is called; this module handles only near-duplicates
+(another outlet's rewrite of the same news).
+
+The method, chosen by measurement (see `bench/dedup_eval.py`):
+
+1. Fold and tokenize title and text in any script we read: NFKC + casefold,
+   Russian `ё` -> `е`, Arabic-script letter variants folded for Urdu, digits of
+   every script made ASCII. Latin words go through the English Snowball stemmer
+   and Cyrillic words through the Russian one, so inflected forms meet. Stopwords
+   (English, Russian, Urdu) are dropped before stemming.
+2. An entry's *signature* is two sets of terms: the title's, and the lead of its
+   text (the first `LEAD_TERMS` distinct terms after the title; a summary or the
+   first paragraph is where outlets state the news).
+3. Two entries are compared by an IDF-weighted cosine of those sets. Rare terms
+   (names, places, figures) carry the decision; words every story shares weigh
+   almost nothing. The document frequencies come from the store (`terms()` is
+   exactly what it must count, once per stored entry).
+4. A new entry joins the story of its most similar candidate entry when that
+   similarity clears a threshold, never a story that already holds an entry of
+   the same feed (an outlet does not re-run its own story: a second article from
+   it is an update or a different piece, and merging it would hide it), and never
+   a candidate outside the time window.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+import snowballstemmer
+
+from aggregator import models
+
+#: distinct text terms (after the title's) kept in a signature: the lead of the article
+LEAD_TERMS = 60
+#: at most this many index keys per entry, so the store's key table stays small
+MAX_KEYS = 30
+#: join when the IDF-weighted cosine of title terms reaches this (headline-only entries)
+TITLE_THRESHOLD = 0.5
+#: join when the cosine of title+lead terms reaches this (both entries have text)
+TEXT_THRESHOLD = 0.3
+#: ...or when at least VOTES members of the story reach VOTE_LEVEL x the threshold
+VOTE_LEVEL = 0.7
+VOTES = 3
+
+# Stopwords are matched after folding, before stemming. Short lists on purpose: the
+# IDF weighting does the rest, these only keep index keys from matching everything.
+_EN_STOP = frozenset(
+    """a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each few
+    for from further had has have having he her here hers him his how i if in into is it its
+    itself just me more most my no nor not now of off on once only or other our out over own
+    same she should so some such than that the their them then there these they this those
+    through to too under until up very was we were what when where which while who whom why
+    will with would you your yours new says said say after over amid via vs report reports
+    update live video photos watch news today week year years first one two three get gets
+    make makes may might must could back still than us""".split()
+)
+_RU_STOP = frozenset(
+    """и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только
+    ее мне было вот от меня еще нет о из ему теперь когда даже ну вдруг ли если уже или ни быть
+    был него до вас нибудь опять уж вам ведь там потом себя ничего ей может они тут где есть
+    надо ней для мы тебя их чем была сам чтоб без будто чего раз тоже себе под будет ж тогда
+    кто этот того потому этого какой совсем ним здесь этом один почти мой тем чтобы нее сейчас
+    были куда зачем всех никогда можно при наконец два об другой хоть после над больше тот
+    через эти нас про всего них какая много разве три эту моя впрочем хорошо свою этой перед
+    иногда лучше чуть том нельзя такой им более всегда конечно всю между это также году года
+    который которая которые которых котором которой заявил заявила сообщил сообщила сообщает
+    стало стал стала время свой своей своих своим сегодня рассказал рассказала""".split()
+)
+_UR_STOP = frozenset(
+    """کے کی کا کو میں نے سے اور ہے ہیں پر یہ وہ بھی ایک تھا تھی تھے گیا گئی گئے کر کہ جو
+    لیے لئے ان اس کیا کیں کرنے کرتے ہو ہوا ہوئے ہوئی رہا رہی رہے جا جائے والے والی والا تک
+    اپنے اپنی اپنا نہیں کوئی کچھ بعد ساتھ مطابق کہا دیا دی""".split()
+)
+
+_WORD = re.compile(r"\w+")
+_ARABIC_MARKS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
+_ARABIC_FOLD = str.maketrans(
+    {
+        "ي": "ی",
+        "ى": "ی",
+        "ې": "ی",
+        "ۍ": "ی",
+        "ے": "ی",
+        "ك": "ک",
+        "ه": "ہ",
+        "ة": "ہ",
+        "ۃ": "ہ",
+        "ھ": "ہ",
+        "أ": "ا",
+        "إ": "ا",
+        "آ": "ا",
+        "ٱ": "ا",
+        "ؤ": "و",
+        "ۓ": "ی",
+        "ئ": "ی",
+        "ё": "е",
+    }
+)
+_UR_STOP = frozenset(w.translate(_ARABIC_FOLD) for w in _UR_STOP)
+_EN = snowballstemmer.stemmer("english")
+_RU = snowballstemmer.stemmer("russian")
+
+
+def _fold(text: str) -> str:
+    """NFKC + casefold, and the letter variants that differ between keyboards and outlets.
+
+    Urdu text arrives with Arabic or Persian code points for the same letter (yeh, kaf,
+    heh) and with optional vowel marks; folding them lets two outlets' words meet.
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = _ARABIC_MARKS.sub("", text)
+    return text.translate(_ARABIC_FOLD)
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str | None:
+    """One folded word to its term, or None for a stopword or noise."""
+    if word.isdigit():
+        # digits of any script (Arabic-Indic, Devanagari...) become ASCII; bare
+        # single digits say too little to be a term
+        word = "".join(str(unicodedata.digit(c)) for c in word)
+        return word if len(word) > 1 else None
+    if len(word) < 2 or "_" in word:
+        return None
+    if word in _EN_STOP or word in _RU_STOP or word in _UR_STOP:
+        return None
+    first = word[0]
+    if "a" <= first <= "z":
+        return _EN.stemWord(word)
+    if "\u0400" <= first <= "\u04ff":
+        stem = _RU.stemWord(word)
+        return stem if len(stem) > 1 else None
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """The terms of `text` in order, repeats kept: folded, stopwords dropped, stemmed."""
+    out = []
+    for word in _WORD.findall(_fold(text)):
+        term = _stem(word)
+        if term is not None:
+            out.append(term)
+    return out
+
+
+def _distinct(seq: Iterable[str], limit: int, skip: frozenset[str] = frozenset()) -> list[str]:
+    seen: dict[str, None] = {}
+    for t in seq:
+        if t not in skip and t not in seen:
+            seen[t] = None
+            if len(seen) >= limit:
+                break
+    return list(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """What `decide` compares, derived from title and text alone by `signature()`.
+
+    The store may persist it (`to_json`/`from_json`) or recompute it; both give the
+    same value.
+    """
+
+    #: the title's distinct terms
+    title: frozenset[str]
+    #: the first `LEAD_TERMS` distinct terms of the text that are not title terms
+    lead: frozenset[str]
+
+    def to_json(self) -> list[list[str]]:
+        return [sorted(self.title), sorted(self.lead)]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Sequence[str]]) -> Signature:
+        return cls(frozenset(data[0]), frozenset(data[1]))
+
+
+def _body(title: str, text: str) -> str:
+    """The text without the title in front (Entry.text starts with the title)."""
+    t = title.strip()
+    body = text.lstrip()
+    if t and body.startswith(t):
+        body = body[len(t) :]
+    return body
+
+
+def signature(title: str, text: str) -> Signature:
+    """The comparable form of an entry (or of a story's first entry)."""
+    title_terms = frozenset(tokens(title))
+    lead = _distinct(tokens(_body(title, text)), LEAD_TERMS, title_terms)
+    return Signature(title_terms, frozenset(lead))
+
+
+def terms(title: str, text: str) -> set[str]:
+    """The terms whose document frequency the store must keep.
+
+    Count each returned term once per stored entry (df[term] += 1 on insert, -= 1 on
+    prune) and pass the number of stored entries as `n_docs`.
+    """
+    sig = signature(title, text)
+    return set(sig.title | sig.lead)
+
+
+def index_keys(title: str, text: str) -> list[str]:
+    """The keys the store indexes an entry under; candidates share at least one.
+
+    Title terms first (every near-duplicate we measured shares a title term with its
+    story), then the start of the lead; at most `MAX_KEYS`. Stopwords never become
+    keys. The key is the term itself, so the store can skip a key whose df is huge.
+    """
+    sig_title = _distinct(tokens(title), MAX_KEYS)
+    if len(sig_title) >= MAX_KEYS:
+        return sorted(sig_title)
+    lead = _distinct(tokens(_body(title, text)), MAX_KEYS - len(sig_title), frozenset(sig_title))
+    lead = lead[: max(0, min(len(lead), MAX_KEYS // 3))]
+    return sorted(set(sig_title) | set(lead))
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One stored entry of a story that shares an index key with the new entry.
+
+    The store passes one Candidate per stored entry it fetched (several may carry
+    the same `story_id`): a new entry may match any member of a story.
+    """
+
+    story_id: int
+    #: feeds that already have an entry in this story
+    feeds: frozenset[str]
+    #: the stored entry's title and plain text (Entry.title, Entry.text)
+    title: str
+    text: str
+    #: the stored entry's published time, aware UTC
+    published: datetime
+    #: `signature(title, text)`, cached by the store; None means recompute
+    sig: Signature | None = None
+
+
+def _idf(term: str, df: Mapping[str, int] | None, n_docs: int) -> float:
+    """Smoothed IDF; with no counts yet every term weighs the same."""
+    if not df or n_docs <= 0:
+        return 1.0
+    return math.log((n_docs + 1) / (df.get(term, 0) + 1)) + 1.0
+
+
+def _cosine(a: frozenset[str], b: frozenset[str], w: dict[str, float]) -> float:
+    if not a or not b:
+        return 0.0
+    common = sum(w[t] ** 2 for t in a & b)
+    if common == 0.0:
+        return 0.0
+    na = math.sqrt(sum(w[t] ** 2 for t in a))
+    nb = math.sqrt(sum(w[t] ** 2 for t in b))
+    return common / (na * nb)
+
+
+def similarity(
+    a: Signature, b: Signature, df: Mapping[str, int] | None = None, n_docs: int = 0
+) -> float:
+    """How alike two entries are, in [0, 1], relative to the threshold that applies.
+
+    Headline-only pairs use the title cosine against `TITLE_THRESHOLD`; pairs where
+    both have text use the cosine of title+lead against `TEXT_THRESHOLD`. The result
+    is scaled so that 1.0 always means "exactly at the threshold", letting `decide`
+    rank candidates of both kinds together.
+    """
+    w = {t: _idf(t, df, n_docs) for t in a.title | a.lead | b.title | b.lead}
+    title_score = _cosine(a.title, b.title, w) / TITLE_THRESHOLD
+    if a.lead and b.lead:
+        text_score = _cosine(a.title | a.lead, b.title | b.lead, w) / TEXT_THRESHOLD
+        return max(title_score, text_score)
+    return title_score
+
+
+def decide(
+    entry: models.Entry,
+    candidates: Sequence[Candidate],
+    *,
+    now: datetime,
+    window: timedelta,
+    df: Mapping[str, int] | None = None,
+    n_docs: int = 0,
+) -> int | None:
+    """The story the entry joins, or None for a new story.
+
+    Deterministic: ties go to the lower story id. `now` bounds the entry's time (a
+    feed may claim a future date); candidates further than `window` from it are
+    ignored, as are stories that already carry an entry of the same feed.
+    """
+    at = min(entry.published, now)
+    mine = signature(entry.title, entry.text)
+    best: dict[int, float] = {}
+    votes: dict[int, int] = {}
+    for c in candidates:
+        if entry.feed in c.feeds or abs(at - c.published) > window:
+            continue
+        score = similarity(mine, c.sig or signature(c.title, c.text), df, n_docs)
+        if score >= VOTE_LEVEL:
+            votes[c.story_id] = votes.get(c.story_id, 0) + 1
+        best[c.story_id] = max(score, best.get(c.story_id, 0.0))
+    ok = [
+        (RANK(votes.get(sid, 0), s), -sid)
+        for sid, s in best.items()
+        if s >= 1.0 or votes.get(sid, 0) >= VOTES
+    ]
+    return -max(ok)[1] if ok else None
+
+
+def RANK(v, s):
+    return (v, s)

@@ -1,0 +1,401 @@
+"""Measure story clustering on the labelled sets in ../shared/dedup.
+
+    .venv/bin/python bench/dedup_eval.py                  # dev.jsonl + pairs, in-process
+    .venv/bin/python bench/dedup_eval.py --stability 5    # + shuffled-order runs
+    .venv/bin/python bench/dedup_eval.py --synthetic 100000
+    .venv/bin/python bench/dedup_eval.py --through-product  # (not yet: needs the poller)
+
+The in-process mode runs the same logic the store runs: every item, in published
+order, is indexed under `dedupe.index_keys`; its candidates are the stored entries
+sharing a key and published within the window; `dedupe.decide` picks the story.
+Document frequencies are counted over `dedupe.terms` of the entries stored so far.
+The metric functions (`pairwise`, `bcubed`, `wrongly_merged`, `pair_scores`) take
+plain mappings so the through-the-product mode can reuse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aggregator import dedupe, models  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "dedup"
+WINDOW = timedelta(hours=48)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _comb2(n: int) -> int:
+    return n * (n - 1) // 2
+
+
+def pairwise(pred: Mapping[str, Hashable], gold: Mapping[str, Hashable]) -> tuple[float, ...]:
+    """Pairwise precision, recall, F1 over item pairs put together.
+
+    Precision is 1.0 when nothing is merged (no pair claimed, none wrong).
+    """
+    both = Counter((pred[i], gold[i]) for i in gold)
+    tp = sum(_comb2(n) for n in both.values())
+    pp = sum(_comb2(n) for n in Counter(pred[i] for i in gold).values())
+    gp = sum(_comb2(n) for n in Counter(gold.values()).values())
+    p = tp / pp if pp else 1.0
+    r = tp / gp if gp else 1.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def bcubed(pred: Mapping[str, Hashable], gold: Mapping[str, Hashable]) -> tuple[float, ...]:
+    """B-cubed precision, recall, F1, averaged over items."""
+    both = Counter((pred[i], gold[i]) for i in gold)
+    psize = Counter(pred[i] for i in gold)
+    gsize = Counter(gold.values())
+    n = len(gold)
+    p = sum(both[(pred[i], gold[i])] / psize[pred[i]] for i in gold) / n
+    r = sum(both[(pred[i], gold[i])] / gsize[gold[i]] for i in gold) / n
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def wrongly_merged(pred: Mapping[str, Hashable], gold: Mapping[str, Hashable]) -> int:
+    """Gold clusters sharing a predicted cluster with an item of another gold cluster."""
+    golds_in: dict[Hashable, set[Hashable]] = defaultdict(set)
+    for i in gold:
+        golds_in[pred[i]].add(gold[i])
+    bad: set[Hashable] = set()
+    for gs in golds_in.values():
+        if len(gs) > 1:
+            bad |= gs
+    return len(bad)
+
+
+def pair_scores(predicted: Sequence[bool], gold: Sequence[bool]) -> tuple[float, float, float]:
+    """Accuracy, precision, recall of same-story judgements (positive = same story)."""
+    tp = sum(p and g for p, g in zip(predicted, gold, strict=True))
+    fp = sum(p and not g for p, g in zip(predicted, gold, strict=True))
+    fn = sum(g and not p for p, g in zip(predicted, gold, strict=True))
+    acc = sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold)
+    prec = tp / (tp + fp) if tp + fp else 1.0
+    rec = tp / (tp + fn) if tp + fn else 1.0
+    return acc, prec, rec
+
+
+def cluster_report(pred: Mapping[str, Hashable], gold: Mapping[str, Hashable]) -> dict[str, float]:
+    """Every clustering figure, as one dict (for printing and for the tests)."""
+    pp, pr, pf = pairwise(pred, gold)
+    bp, br, bf = bcubed(pred, gold)
+    return {
+        "pairwise_p": pp,
+        "pairwise_r": pr,
+        "pairwise_f1": pf,
+        "bcubed_p": bp,
+        "bcubed_r": br,
+        "bcubed_f1": bf,
+        "wrongly_merged": wrongly_merged(pred, gold),
+        "gold_clusters": len(set(gold.values())),
+        "pred_clusters": len(set(pred[i] for i in gold)),
+    }
+
+
+# ---------------------------------------------------------------- in-process store
+
+
+def _parse_time(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def make_entry(feed: str, title: str, text: str, published: datetime, key: str) -> models.Entry:
+    """An Entry as `normalize` would give it: text starts with the title."""
+    full = f"{title}\n{text}" if text else title
+    return models.Entry(
+        feed=feed,
+        key=key,
+        guid=None,
+        link=None,
+        canonical_link=None,
+        title=title,
+        summary_html="",
+        content_html="",
+        text=full,
+        author=None,
+        published=published,
+        content_hash=key,
+    )
+
+
+@dataclass
+class _Stored:
+    story_id: int
+    title: str
+    text: str
+    published: datetime
+    sig: dedupe.Signature
+
+
+class MemoryIndex:
+    """The store's side of dedupe, in memory: key table, df table, story feeds.
+
+    `max_postings` caps how many newest entries one key returns, as a store would
+    with LIMIT, so a key that every story shares cannot make one insert slow.
+    """
+
+    def __init__(self, window: timedelta = WINDOW, max_postings: int | None = None):
+        self.window = window
+        self.max_postings = max_postings
+        self.entries: list[_Stored] = []
+        self.postings: dict[str, list[int]] = defaultdict(list)
+        self.df: Counter[str] = Counter()
+        self.story_feeds: dict[int, set[str]] = defaultdict(set)
+        self.next_story = 1
+
+    def candidates(self, keys: Iterable[str], published: datetime) -> list[dedupe.Candidate]:
+        seen: set[int] = set()
+        out = []
+        for k in keys:
+            plist = self.postings.get(k, ())
+            if self.max_postings is not None:
+                plist = plist[-self.max_postings :]
+            for idx in plist:
+                if idx in seen:
+                    continue
+                seen.add(idx)
+                e = self.entries[idx]
+                if abs(e.published - published) > self.window:
+                    continue
+                out.append(
+                    dedupe.Candidate(
+                        story_id=e.story_id,
+                        feeds=frozenset(self.story_feeds[e.story_id]),
+                        title=e.title,
+                        text=e.text,
+                        published=e.published,
+                        sig=e.sig,
+                    )
+                )
+        return out
+
+    def add(self, entry: models.Entry, now: datetime | None = None) -> int:
+        keys = dedupe.index_keys(entry.title, entry.text)
+        cands = self.candidates(keys, entry.published)
+        story = dedupe.decide(
+            entry,
+            cands,
+            now=now or entry.published,
+            window=self.window,
+            df=self.df,
+            n_docs=len(self.entries),
+        )
+        if story is None:
+            story = self.next_story
+            self.next_story += 1
+        idx = len(self.entries)
+        self.entries.append(
+            _Stored(
+                story,
+                entry.title,
+                entry.text,
+                entry.published,
+                dedupe.signature(entry.title, entry.text),
+            )
+        )
+        for k in keys:
+            self.postings[k].append(idx)
+        self.df.update(dedupe.terms(entry.title, entry.text))
+        self.story_feeds[story].add(entry.feed)
+        return story
+
+
+def load_dev(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def cluster_items(items: Sequence[Mapping[str, str]], window: timedelta = WINDOW) -> dict[str, int]:
+    """Feed items, in the given order, through index_keys + decide: id -> story."""
+    index = MemoryIndex(window)
+    pred = {}
+    for it in items:
+        e = make_entry(
+            it["publisher"], it["title"], it.get("summary", ""), _parse_time(it["published"]), it["id"]
+        )
+        pred[it["id"]] = index.add(e)
+    return pred
+
+
+def load_pairs(path: Path) -> list[tuple[str, str, str, str, bool]]:
+    csv.field_size_limit(1 << 30)
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [
+        (
+            r["INPUT:first_title"],
+            r["INPUT:first_text"],
+            r["INPUT:second_title"],
+            r["INPUT:second_text"],
+            r["GOLDEN:quality"].strip().upper() == "OK",
+        )
+        for r in rows
+    ]
+
+
+def judge_pairs(pairs: Sequence[tuple[str, str, str, str, bool]]) -> list[bool]:
+    """Would the second article join the first's story? df over every text in the file.
+
+    The store would hold many other articles; the other pairs of the file stand in
+    for them. The second must also share an index key with the first to be fetched.
+    """
+    df: Counter[str] = Counter()
+    for t1, x1, t2, x2, _ in pairs:
+        df.update(dedupe.terms(t1, f"{t1}\n{x1}"))
+        df.update(dedupe.terms(t2, f"{t2}\n{x2}"))
+    n_docs = 2 * len(pairs)
+    at = datetime(2020, 1, 1, tzinfo=UTC)
+    out = []
+    for t1, x1, t2, x2, _ in pairs:
+        first = make_entry("first", t1, x1, at, "1")
+        second = make_entry("second", t2, x2, at, "2")
+        shared = set(dedupe.index_keys(t1, first.text)) & set(dedupe.index_keys(t2, second.text))
+        cand = dedupe.Candidate(1, frozenset({"first"}), t1, first.text, at)
+        story = dedupe.decide(second, [cand], now=at, window=WINDOW, df=df, n_docs=n_docs)
+        out.append(bool(shared) and story == 1)
+    return out
+
+
+# ---------------------------------------------------------------- modes
+
+
+def _fmt(rep: Mapping[str, float]) -> str:
+    return (
+        f"pairwise P {rep['pairwise_p']:.4f} R {rep['pairwise_r']:.4f} F1 {rep['pairwise_f1']:.4f}"
+        f" | B3 P {rep['bcubed_p']:.4f} R {rep['bcubed_r']:.4f} F1 {rep['bcubed_f1']:.4f}"
+        f" | wrongly merged {rep['wrongly_merged']}/{rep['gold_clusters']}"
+        f" | stories {rep['pred_clusters']}"
+    )
+
+
+def run_dev(path: Path, stability: int) -> dict[str, float]:
+    items = load_dev(path)
+    gold = {it["id"]: it["cluster"] for it in items}
+    items.sort(key=lambda it: (it["published"], it["id"]))
+    t0 = time.perf_counter()
+    pred = cluster_items(items)
+    dt = time.perf_counter() - t0
+    rep = cluster_report(pred, gold)
+    print(f"{path.name}: {len(items)} items, {dt:.2f}s")
+    print("  " + _fmt(rep))
+    for seed in range(stability):
+        rng = random.Random(seed)
+        # another poll order: publishers polled in a random order, each one's items
+        # arriving together in batches of one poll round (6h), times unchanged
+        pubs = sorted({it["publisher"] for it in items})
+        rng.shuffle(pubs)
+        rank = {p: i for i, p in enumerate(pubs)}
+        start = _parse_time(items[0]["published"])
+
+        def round_of(it: Mapping[str, str], start: datetime = start) -> int:
+            return int((_parse_time(it["published"]) - start) / timedelta(hours=6))
+
+        by_pub = sorted(items, key=lambda it: (round_of(it), rank[it["publisher"]], it["published"]))
+        shuffled = list(items)
+        rng.shuffle(shuffled)
+        for name, order in (("publisher order", by_pub), ("fully shuffled", shuffled)):
+            other = cluster_items(order)
+            near = pairwise(other, pred)[2]
+            r2 = cluster_report(other, gold)
+            print(
+                f"  stability seed {seed} {name}: pairwise F1 vs time order {near:.4f};"
+                f" B3 F1 {r2['bcubed_f1']:.4f}, P {r2['pairwise_p']:.4f},"
+                f" wrongly merged {r2['wrongly_merged']}"
+            )
+    return rep
+
+
+def run_pairs(folder: Path) -> dict[str, tuple[float, float, float]]:
+    out = {}
+    allp: list[bool] = []
+    allg: list[bool] = []
+    for path in sorted(folder.glob("*.tsv")):
+        pairs = load_pairs(path)
+        predicted = judge_pairs(pairs)
+        gold = [p[4] for p in pairs]
+        acc, prec, rec = pair_scores(predicted, gold)
+        out[path.name] = (acc, prec, rec)
+        allp += predicted
+        allg += gold
+        print(f"{path.name}: {len(pairs)} pairs, accuracy {acc:.3f} precision {prec:.3f} recall {rec:.3f}")
+    acc, prec, rec = pair_scores(allp, allg)
+    out["all"] = (acc, prec, rec)
+    print(f"pairs, all: {len(allg)} pairs, accuracy {acc:.3f} precision {prec:.3f} recall {rec:.3f}")
+    return out
+
+
+def run_synthetic(n: int, seed: int = 0) -> None:
+    """N headlines recombined from dev.jsonl words, 20 feeds, one every 5 seconds."""
+    rng = random.Random(seed)
+    if (SHARED / "dev.jsonl").exists():
+        titles = [it["title"] for it in load_dev(SHARED / "dev.jsonl")]
+    else:
+        titles = ["Markets rally as central bank holds rates steady in March"]
+    words = [w for t in titles for w in t.split()]
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    entries = []
+    for i in range(n):
+        if i and rng.random() < 0.3:
+            # a rewrite of a recent headline: shuffled, a word swapped
+            base = entries[rng.randrange(max(0, i - 500), i)].title.split()
+            rng.shuffle(base)
+            base[rng.randrange(len(base))] = rng.choice(words)
+            title = " ".join(base)
+        else:
+            title = " ".join(rng.choice(words) for _ in range(rng.randint(6, 12)))
+        entries.append(
+            make_entry(f"feed{rng.randrange(20)}", title, "", start + timedelta(seconds=5 * i), str(i))
+        )
+    for cap in (None, 200):
+        index = MemoryIndex(WINDOW, max_postings=cap)
+        t0 = time.perf_counter()
+        merged = 0
+        for e in entries:
+            before = index.next_story
+            index.add(e)
+            merged += index.next_story == before
+        dt = time.perf_counter() - t0
+        print(
+            f"synthetic: {n} entries in {dt:.1f}s = {n / dt:.0f} entries/s"
+            f" (postings per key capped at {cap}); {merged} joined a story"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=SHARED, help="folder with dev.jsonl and pairs/")
+    ap.add_argument("--stability", type=int, default=1, help="shuffled-order runs (seeds)")
+    ap.add_argument("--synthetic", type=int, metavar="N", help="throughput on N synthetic entries")
+    ap.add_argument("--through-product", action="store_true", help="poll served feeds (not yet)")
+    args = ap.parse_args(argv)
+    if args.through_product:
+        raise SystemExit("not yet")
+    if args.synthetic:
+        run_synthetic(args.synthetic)
+        return 0
+    if not (args.data / "dev.jsonl").exists():
+        raise SystemExit(f"no data at {args.data}")
+    run_dev(args.data / "dev.jsonl", args.stability)
+    run_pairs(args.data / "pairs")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
