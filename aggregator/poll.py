@@ -288,9 +288,9 @@ def _record_failure(
     started: float,
 ) -> PollResult:
     status = exc.status if isinstance(exc, FetchError) else (fetched.status if fetched else None)
-    outcome = schedule.Outcome.from_fetch(exc)
-    decision = _decide(poller, state, outcome, policy, now)
     db = poller.store()
+    outcome = schedule.Outcome.from_fetch(exc, entries_per_week=_rhythm(db, feed, policy, now))
+    decision = _decide(poller, state, outcome, policy, now)
     with db.write():
         db.record_fetch(
             feed.name,

@@ -363,7 +363,7 @@ class Store:
             if last_modified is not None:
                 sets.append("last_modified = :last_modified")
                 params["last_modified"] = last_modified
-            if hint_seconds is not None:
+            if status == 200:  # a fresh body without a hint drops the old hint
                 sets.append("hint_seconds = :hint")
                 params["hint"] = hint_seconds
         if url is not None:

@@ -1,0 +1,73 @@
+"""Shared fixtures: configs written to a temporary folder, the shared corpus."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aggregator import config
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = SHARED / "corpus" / "real"
+
+
+@pytest.fixture
+def corpus_dir() -> Path:
+    """The real feed corpus; absent on a user's machine, so tests skip there."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not here ({CORPUS}): it exists only in CI")
+    return CORPUS
+
+
+def toml_config(
+    feeds: list[tuple[str, str]] | list[dict[str, object]],
+    topics: list[dict[str, object]] | None = None,
+    *,
+    extra: str = "",
+    polling: str = "",
+    base_url: str = "http://127.0.0.1:8080",
+) -> str:
+    """A config file's text for these feeds and topics."""
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [
+        "[database]",
+        'path = "aggregator.db"',
+        "[server]",
+        f'base_url = "{base_url}"',
+        "[polling]",
+        'timeout = "5s"',
+        "concurrency = 4",
+        polling,
+        extra,
+    ]
+    for f in feeds:
+        d = dict(f) if isinstance(f, dict) else {"name": f[0], "url": f[1]}
+        lines.append("[[feeds]]")
+        lines += [f"{k} = {value(v)}" for k, v in d.items()]
+    for t in topics or []:
+        lines.append("[[topics]]")
+        lines += [f"{k} = {value(v)}" for k, v in t.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., config.Config]:
+    """Write a config into tmp_path and load it (the database lands beside it)."""
+
+    def make(*args: object, **kwargs: object) -> config.Config:
+        path = tmp_path / "aggregator.toml"
+        path.write_text(toml_config(*args, **kwargs), encoding="utf-8")  # type: ignore[arg-type]
+        return config.load(path)
+
+    return make
