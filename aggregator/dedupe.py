@@ -42,16 +42,17 @@ import snowballstemmer
 from aggregator import models
 
 #: distinct text terms (after the title's) kept in a signature: the lead of the article
-LEAD_TERMS = 60
+LEAD_TERMS = 100
 #: at most this many index keys per entry, so the store's key table stays small
 MAX_KEYS = 30
 #: join when the IDF-weighted cosine of title terms reaches this (headline-only entries)
 TITLE_THRESHOLD = 0.5
 #: join when the cosine of title+lead terms reaches this (both entries have text)
-TEXT_THRESHOLD = 0.3
+TEXT_THRESHOLD = 0.5
 #: ...or when at least VOTES members of the story reach VOTE_LEVEL x the threshold
-VOTE_LEVEL = 0.7
-VOTES = 3
+VOTE_LEVEL = 0.8
+VOTES = 2
+MIN_SHARED = 2
 
 # Stopwords are matched after folding, before stemming. Short lists on purpose: the
 # IDF weighting does the rest, these only keep index keys from matching everything.
@@ -275,8 +276,11 @@ def similarity(
     is scaled so that 1.0 always means "exactly at the threshold", letting `decide`
     rank candidates of both kinds together.
     """
+    ones = dict.fromkeys(a.title | b.title, 1.0)
+    title_score = 0.0
+    if len(a.title & b.title) >= MIN_SHARED:
+        title_score = _cosine(a.title, b.title, ones) / TITLE_THRESHOLD
     w = {t: _idf(t, df, n_docs) for t in a.title | a.lead | b.title | b.lead}
-    title_score = _cosine(a.title, b.title, w) / TITLE_THRESHOLD
     if a.lead and b.lead:
         text_score = _cosine(a.title | a.lead, b.title | b.lead, w) / TEXT_THRESHOLD
         return max(title_score, text_score)
@@ -309,13 +313,11 @@ def decide(
         if score >= VOTE_LEVEL:
             votes[c.story_id] = votes.get(c.story_id, 0) + 1
         best[c.story_id] = max(score, best.get(c.story_id, 0.0))
+    # the story with the most supporting members wins, not the single closest one:
+    # growing the established story keeps one event from splintering into several
     ok = [
-        (RANK(votes.get(sid, 0), s), -sid)
-        for sid, s in best.items()
-        if s >= 1.0 or votes.get(sid, 0) >= VOTES
+        (votes.get(sid, 0), score, -sid)
+        for sid, score in best.items()
+        if score >= 1.0 or votes.get(sid, 0) >= VOTES
     ]
-    return -max(ok)[1] if ok else None
-
-
-def RANK(v, s):
-    return (v, s)
+    return -max(ok)[2] if ok else None
