@@ -1,0 +1,272 @@
+"""The ingest path end to end: a local HTTP server, the real poller, a real SQLite file."""
+
+from __future__ import annotations
+
+import csv
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from aggregator import config as config_mod
+from aggregator import poll, store
+from tests.feedserver import FeedServer, redirect, slow, status
+
+Make = Callable[..., config_mod.Config]
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    with FeedServer() as s:
+        yield s
+
+
+def run_poll(cfg: config_mod.Config, now: datetime | None = None) -> dict[str, poll.PollResult]:
+    db = store.Store(cfg.database.path)
+    poll.sync(cfg, db)
+    poller = poll.Poller(cfg)
+    try:
+        return {r.feed: r for r in poll.poll_many(poller, cfg.feeds, now)}
+    finally:
+        poller.close()
+        db.close()
+
+
+def rows(cfg: config_mod.Config, sql: str, *params: object) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(cfg.database.path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def rss(items: str, encoding: str = "utf-8", extra: str = "") -> str:
+    return (
+        f'<?xml version="1.0" encoding="{encoding}"?>\n<rss version="2.0"><channel>'
+        f"<title>T</title><link>http://example.org/</link><description>d</description>"
+        f"{extra}{items}</channel></rss>"
+    )
+
+
+def item(guid: str | None, title: str, link: str | None = None, date: str | None = None) -> str:
+    parts = [f"<title>{title}</title>"]
+    if guid:
+        parts.append(f'<guid isPermaLink="false">{guid}</guid>')
+    if link:
+        parts.append(f"<link>{link}</link>")
+    if date:
+        parts.append(f"<pubDate>{date}</pubDate>")
+    parts.append(f"<description>About {title}</description>")
+    return "<item>" + "".join(parts) + "</item>"
+
+
+# -- the real corpus -------------------------------------------------------------------
+
+
+def corpus_expectations(corpus: Path) -> dict[str, int]:
+    """Entries per readable corpus file, counted with feedparser directly (not our code)."""
+    expected = {}
+    with open(corpus / "SOURCES.tsv", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            name = row["file"]
+            if "BROKEN" in name or name.endswith(".json"):
+                continue
+            parsed = feedparser.parse((corpus / name).read_bytes())
+            keys = set()
+            for e in parsed.entries:
+                keys.add(e.get("id") or e.get("link") or e.get("title"))
+            if keys:
+                expected[name] = len(keys)
+    return expected
+
+
+def feed_name(file: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", file.lower().rsplit(".", 1)[0]).strip("-")[:60]
+
+
+def test_real_corpus_cold_then_warm(corpus_dir: Path, server: FeedServer, make_config: Make) -> None:
+    server.serve_dir("/corpus", corpus_dir)
+    files = sorted(p.name for p in corpus_dir.iterdir() if p.suffix in (".xml", ".json"))
+    cfg = make_config([(feed_name(f), server.url(f"/corpus/{f}")) for f in files])
+    results = run_poll(cfg)
+    assert len(results) == len(files)
+
+    expected = corpus_expectations(corpus_dir)
+    stored = dict(rows(cfg, "SELECT feed, count(*) FROM entries GROUP BY feed"))
+    for file, count in expected.items():
+        name = feed_name(file)
+        assert results[name].status == "ok", (file, results[name].error)
+        assert stored.get(name) == count, file
+
+    # JSON Feeds (feedparser cannot read them) give their items too.
+    for f in files:
+        if f.endswith(".json") and "BROKEN" not in f:
+            assert stored.get(feed_name(f), 0) > 0, f
+
+    # Broken files are recorded as that feed's error (or a warning), never a crash.
+    for f in files:
+        if "BROKEN" in f:
+            r = results[feed_name(f)]
+            assert r.status in ("error", "ok"), f
+            if r.status == "error":
+                assert r.error
+            else:
+                assert r.warning or r.new > 0
+
+    # Warm: every feed answers 304, nothing is parsed or written again.
+    before = rows(cfg, "SELECT count(*) FROM entries")
+    warm = run_poll(cfg)
+    for name, r in warm.items():
+        if results[name].status == "ok":
+            assert r.status == "not_modified", (name, r)
+    assert rows(cfg, "SELECT count(*) FROM entries") == before
+    with store.Store(cfg.database.path) as db:
+        assert db.integrity_ok()
+
+
+def test_seed_story_lands_in_topic(server: FeedServer, make_config: Make) -> None:
+    seed = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "seed"
+    if not seed.is_dir():
+        pytest.skip(f"the shared seed story is not here ({seed}): it exists only in CI")
+    server.add("/seed.xml", (seed / "pak-russia-story.xml").read_bytes())
+    cfg = make_config(
+        [("seed", server.url("/seed.xml"))],
+        [{"slug": "pakistan-russia", "title": "P-R", "query": "@pakistan AND @russia"}],
+        extra='[aliases]\npakistan = ["Pakistan", "Pak"]\nrussia = ["Russia", "Putin"]\n',
+    )
+    run_poll(cfg)
+    assert rows(cfg, "SELECT count(*) FROM topic_stories WHERE topic = 'pakistan-russia'") == [(1,)]
+
+
+# -- edges, with small files written here ---------------------------------------------------
+
+
+def test_encodings_dates_relative_links(server: FeedServer, make_config: Make) -> None:
+    urdu = rss(item("u1", "پاکستان اور روس کے درمیان معاہدہ", "http://bbc.example/urdu/1"))
+    russian = rss(item("r1", "Пакистан и Россия подписали соглашение", "/news/1"), "windows-1251")
+    nodate = rss(item("n1", "Undated story", "http://x.example/a"))
+    server.add("/urdu.xml", urdu.encode("utf-8"))
+    server.add("/ru.xml", russian.encode("cp1251"))
+    server.add("/nodate.xml", nodate.encode())
+    cfg = make_config(
+        [
+            ("urdu", server.url("/urdu.xml")),
+            ("ru", server.url("/ru.xml")),
+            ("nodate", server.url("/nodate.xml")),
+        ]
+    )
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    results = run_poll(cfg, now)
+    assert all(r.status == "ok" and r.new == 1 for r in results.values()), results
+    got = dict(rows(cfg, "SELECT feed, title FROM entries"))
+    assert got["urdu"] == "پاکستان اور روس کے درمیان معاہدہ"
+    assert got["ru"] == "Пакистан и Россия подписали соглашение"
+    links = dict(rows(cfg, "SELECT feed, link FROM entries"))
+    assert links["ru"] == server.url("/news/1")
+    published = dict(rows(cfg, "SELECT feed, published FROM entries"))
+    assert published["nodate"] == store.ts(now)
+
+
+def test_headline_edit_updates_in_place(server: FeedServer, make_config: Make) -> None:
+    date = "Mon, 05 Jan 2026 10:00:00 GMT"
+    server.add("/f.xml", rss(item("g1", "First headline", "http://x.example/1", date)).encode())
+    cfg = make_config([("f", server.url("/f.xml"))], [{"slug": "all", "title": "All"}])
+    run_poll(cfg)
+    [(entry_id, story_id, uid)] = rows(
+        cfg, "SELECT e.id, e.story_id, s.uid FROM entries e JOIN stories s ON s.id = e.story_id"
+    )
+    server.add("/f.xml", rss(item("g1", "Edited headline", "http://x.example/1", date)).encode())
+    r = run_poll(cfg)["f"]
+    assert (r.status, r.new, r.updated) == ("ok", 0, 1)
+    assert rows(
+        cfg, "SELECT e.id, e.story_id, s.uid, e.title FROM entries e JOIN stories s "
+        "ON s.id = e.story_id"
+    ) == [(entry_id, story_id, uid, "Edited headline")]
+
+
+def test_duplicate_guids_and_same_link_across_feeds(server: FeedServer, make_config: Make) -> None:
+    a = rss(
+        item("dup", "Story one", "http://wire.example/story?utm_source=rss")
+        + item("dup", "Story one again", "http://wire.example/story")
+    )
+    b = rss(item("b-1", "Same wire copy", "http://WIRE.example:80/story#top"))
+    server.add("/a.xml", a.encode())
+    server.add("/b.xml", b.encode())
+    cfg = make_config([("a", server.url("/a.xml")), ("b", server.url("/b.xml"))])
+    run_poll(cfg)
+    assert rows(cfg, "SELECT count(*) FROM entries") == [(2,)]
+    # The same canonical link from two feeds is one story with both outlets.
+    assert rows(cfg, "SELECT count(*) FROM stories") == [(1,)]
+    assert rows(cfg, "SELECT count(DISTINCT feed) FROM entries") == [(2,)]
+
+
+def test_failures_are_recorded_and_do_not_stop_the_poll(
+    server: FeedServer, make_config: Make
+) -> None:
+    good = rss(item("ok1", "Fine story", "http://x.example/ok"))
+    server.add("/good.xml", good.encode(), gzip=True)
+    server.route("/404.xml", status(404))
+    server.route("/500.xml", status(500))
+    server.route("/slow.xml", slow(10, good.encode()))
+    server.add("/html.xml", b"<html><body>Parked domain</body></html>", content_type="text/html")
+    server.add("/big.xml", rss(item("b", "x" * 3_000_000)).encode())
+    server.add("/moved-target.xml", good.encode())
+    server.route("/moved.xml", redirect(301, server.url("/moved-target.xml")))
+    server.add("/feed.json", b'{"version": "https://jsonfeed.org/version/1.1", "title": "J",'
+               b' "items": [{"id": "j1", "url": "http://j.example/1", "title": "JSON item",'
+               b' "content_text": "hello"}]}', content_type="application/feed+json")
+    names = ["good", "404", "500", "slow", "html", "big", "moved", "feed"]
+    paths = ["/good.xml", "/404.xml", "/500.xml", "/slow.xml", "/html.xml", "/big.xml",
+             "/moved.xml", "/feed.json"]
+    cfg = make_config(
+        [(n, server.url(p)) for n, p in zip(names, paths, strict=True)],
+        polling='timeout = "1s"\nmax_body = "1MiB"',
+    )
+    results = run_poll(cfg)
+    assert results["good"].status == "ok" and results["good"].new == 1
+    assert results["feed"].status == "ok" and results["feed"].new == 1
+    assert results["moved"].status == "ok"
+    for bad, code in (("404", 404), ("500", 500)):
+        assert results[bad].status == "error" and results[bad].http_status == code
+    for bad in ("slow", "html", "big"):
+        assert results[bad].status == "error", results[bad]
+    with store.Store(cfg.database.path) as db:
+        statuses = {s.name: s for s in db.feed_statuses()}
+    assert statuses["404"].last_error and statuses["404"].failures == 1
+    assert statuses["404"].next_reason == "backoff"
+    assert statuses["moved"].url == server.url("/moved-target.xml")
+    assert statuses["moved"].config_url == server.url("/moved.xml")
+    assert statuses["good"].last_error is None
+    # the gzip body arrived decoded
+    assert rows(cfg, "SELECT title FROM entries WHERE feed = 'good'") == [("Fine story",)]
+
+
+def test_gone_feed_is_not_polled_again(server: FeedServer, make_config: Make) -> None:
+    server.route("/gone.xml", status(410))
+    cfg = make_config([("gone", server.url("/gone.xml"))])
+    assert run_poll(cfg)["gone"].status == "gone"
+    assert run_poll(cfg)["gone"].status == "gone"
+    assert len(server.requests_for("/gone.xml")) == 1
+
+
+def test_retention_prunes_old_entries_and_keeps_ids(server: FeedServer, make_config: Make) -> None:
+    now = datetime.now(UTC)
+    old = (now - timedelta(days=200)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    new = (now - timedelta(days=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    server.add(
+        "/f.xml",
+        rss(item("old", "Old story", "http://x.example/o", old)
+            + item("new", "New story", "http://x.example/n", new)).encode(),
+    )
+    cfg = make_config([("f", server.url("/f.xml"))])
+    run_poll(cfg)
+    [(uid,)] = rows(cfg, "SELECT s.uid FROM stories s JOIN entries e ON e.story_id = s.id "
+                    "WHERE e.key = 'new'")
+    with store.Store(cfg.database.path) as db:
+        assert db.prune(now - cfg.database.keep) == 1
+    assert rows(cfg, "SELECT key FROM entries") == [("new",)]
+    assert rows(cfg, "SELECT uid FROM stories") == [(uid,)]

@@ -1,0 +1,209 @@
+"""The HTTP surface: routes, headers, conditional requests, bad input, a real socket."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import feedparser
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from waitress.server import create_server
+
+from aggregator import config as config_mod
+from aggregator import poll, store, web
+from aggregator.models import Entry
+
+Make = Callable[..., config_mod.Config]
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def make_entry(feed: str, n: int, title: str, published: datetime) -> Entry:
+    link = f"http://{feed}.example/{n}"
+    return Entry(
+        feed=feed,
+        key=link,
+        guid=None,
+        link=link,
+        canonical_link=link,
+        title=title,
+        summary_html=f"<p>{title}</p>",
+        content_html="",
+        text=title,
+        author=None,
+        published=published,
+        content_hash=hashlib.sha256(title.encode()).hexdigest(),
+    )
+
+
+def add_story(cfg: config_mod.Config, entries: list[Entry], topic: str = "news") -> int:
+    """Store one story made of these entries and put it in a topic, as a poll would."""
+    db = store.Store(cfg.database.path)
+    with db.write():
+        sid = db.new_story(entries[0].published, NOW, "agg.example")
+        for e in entries:
+            db.insert_entry(e, sid, NOW)
+        db.add_topic_story(topic, sid, ["pakistan"])
+        db.bump_topics_of([sid])
+    db.close()
+    return sid
+
+
+@pytest.fixture
+def cfg(make_config: Make) -> config_mod.Config:
+    c = make_config(
+        [("dawn", "http://dawn.example/feed"), ("tass", "http://tass.example/feed")],
+        [{"slug": "news", "title": "News", "query": "pakistan"}],
+    )
+    db = store.Store(c.database.path)
+    poll.sync(c, db)
+    db.close()
+    add_story(
+        c,
+        [
+            make_entry("dawn", 1, "Pakistan and Russia sign deal", NOW - timedelta(hours=2)),
+            make_entry("tass", 1, "Pakistan, Russia sign agreement", NOW - timedelta(hours=1)),
+        ],
+    )
+    add_story(c, [make_entry("dawn", 2, "Pakistan budget passed", NOW - timedelta(hours=1))])
+    return c
+
+
+@pytest.fixture
+def app(cfg: config_mod.Config) -> Flask:
+    return web.create_app(cfg)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type"),
+    [
+        ("atom", "application/atom+xml"),
+        ("rss", "application/rss+xml"),
+        ("json", "application/feed+json"),
+    ],
+)
+def test_topic_feed_formats(client: FlaskClient, fmt: str, content_type: str) -> None:
+    resp = client.get(f"/topics/news.{fmt}")
+    assert resp.status_code == 200
+    assert resp.mimetype == content_type
+    assert resp.headers["ETag"]
+    assert resp.headers["Last-Modified"]
+    assert "max-age" in resp.headers["Cache-Control"]
+    if fmt == "json":
+        items = json.loads(resp.data)["items"]
+        titles = [i["title"] for i in items]
+        related = items[-1]["_aggregator"]["related"]
+        assert related == [{"url": "http://tass.example/1", "source": "tass"}]
+    else:
+        parsed = feedparser.parse(resp.data)
+        titles = [e.title for e in parsed.entries]
+    # newest first; the two-outlet story is one entry
+    assert titles == ["Pakistan budget passed", "Pakistan and Russia sign deal"]
+
+
+def test_conditional_requests(client: FlaskClient) -> None:
+    first = client.get("/topics/news.atom")
+    etag, last_modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert client.get("/topics/news.atom", headers={"If-None-Match": etag}).status_code == 304
+    again = client.get("/topics/news.atom", headers={"If-Modified-Since": last_modified})
+    assert again.status_code == 304
+    assert client.get("/topics/news.atom", headers={"If-None-Match": '"nope"'}).status_code == 200
+    for bad in ("garbage", '"unterminated', "W/", "*, ,"):
+        r = client.get("/topics/news.atom", headers={"If-None-Match": bad})
+        assert r.status_code in (200, 304)
+    for bad in ("yesterday", "Mon, 99 Foo 20000 99:99:99 GMT", "\x00"):
+        r = client.get("/topics/news.atom", headers={"If-Modified-Since": bad})
+        assert r.status_code == 200
+
+
+def test_bytes_stable_until_the_topic_changes(cfg: config_mod.Config, client: FlaskClient) -> None:
+    a = client.get("/topics/news.rss")
+    b = client.get("/topics/news.rss")
+    assert a.data == b.data and a.headers["ETag"] == b.headers["ETag"]
+    add_story(cfg, [make_entry("tass", 9, "Pakistan joins summit", NOW)])
+    c = client.get("/topics/news.rss")
+    assert c.headers["ETag"] != a.headers["ETag"]
+    assert b"Pakistan joins summit" in c.data
+
+
+def test_head_404_405(client: FlaskClient) -> None:
+    head = client.head("/topics/news.atom")
+    assert head.status_code == 200 and head.data == b""
+    assert client.get("/topics/nope.atom").status_code == 404
+    assert client.get("/topics/news.xml").status_code == 404
+    assert client.get("/nothing-here").status_code == 404
+    assert client.post("/topics/news.atom").status_code == 405
+    assert client.delete("/").status_code == 405
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/topics/..%2f..%2f..%2fetc%2fpasswd.atom",
+        "/topics/%2e%2e/%2e%2e/etc/passwd",
+        "/../../etc/passwd",
+        "/topics/news.atom%00.json",
+        "/static/../../aggregator.toml",
+        "/" + "a" * 10000,
+    ],
+)
+def test_hostile_paths_never_leak(client: FlaskClient, path: str) -> None:
+    resp = client.get(path)
+    assert resp.status_code in (404, 400, 414)
+    assert b"root:" not in resp.data and b"Traceback" not in resp.data
+
+
+def test_index_page(client: FlaskClient) -> None:
+    resp = client.get("/")
+    assert resp.status_code == 200
+    assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
+    html = resp.data.decode()
+    assert 'rel="alternate"' in html and "/topics/news.atom" in html
+    assert "<script" not in html.lower()
+
+
+def test_opml_healthz_metrics(client: FlaskClient) -> None:
+    opml = client.get("/topics.opml")
+    assert opml.status_code == 200 and b"/topics/news.atom" in opml.data
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    body = health.get_json()
+    assert body["ok"] is True and body["feeds"] == 2
+    metrics = client.get("/metrics").data.decode()
+    assert 'aggregator_topic_entries{topic="news"} 2.0' in metrics
+    assert 'aggregator_feed_entries{feed="dawn"} 2.0' in metrics
+    assert "aggregator_http_requests_total" in metrics
+
+
+@pytest.fixture
+def live(app: Flask) -> Iterator[str]:
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    finally:
+        server.close()
+
+
+def test_real_socket_conditional_get(live: str) -> None:
+    with requests.Session() as s:
+        first = s.get(f"{live}/topics/news.atom", timeout=5)
+        assert first.status_code == 200
+        assert feedparser.parse(first.content).entries
+        second = s.get(
+            f"{live}/topics/news.atom",
+            headers={"If-None-Match": first.headers["ETag"]},
+            timeout=5,
+        )
+        assert second.status_code == 304 and second.content == b""
