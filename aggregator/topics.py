@@ -595,6 +595,8 @@ class _Token:
 
 
 _OPERATORS = {"AND", "OR", "NOT"}
+#: far beyond any real query, well within Python's recursion limit
+_MAX_DEPTH = 64
 _ALIAS_NAME = re.compile(r"[^\W\d][\w-]*")
 
 
@@ -651,6 +653,7 @@ class _Parser:
         self.i = 0
         self.aliases = {name.casefold(): entries for name, entries in aliases.items()}
         self.labels: list[str] = []
+        self.depth = 0
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -688,17 +691,24 @@ class _Parser:
         return children[0] if len(children) == 1 else _All(children)
 
     def parse_not(self) -> _Node:
-        if self.peek().kind == "NOT":
+        negations = 0
+        while self.peek().kind == "NOT":
             self.take()
-            return _Not(self.parse_not())
-        return self.parse_primary()
+            negations += 1
+        node = self.parse_primary()
+        # NOT NOT x is x; a loop, not recursion, so a long run of NOTs cannot blow the stack.
+        return _Not(node) if negations % 2 else node
 
     def parse_primary(self) -> _Node:
         token = self.take()
         if token.kind == "(":
             if self.peek().kind == ")":
                 raise QueryError("empty parentheses", token.pos)
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise QueryError("parentheses nested too deeply", token.pos)
             node = self.parse_or()
+            self.depth -= 1
             close = self.take()
             if close.kind != ")":
                 raise QueryError("'(' is never closed", token.pos)
