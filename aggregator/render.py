@@ -304,8 +304,10 @@ def feed_url(base_url: str, slug: str, fmt: str) -> str:
 
 
 def _describe(query: str | None) -> str:
-    if query:
-        return f"Stories matching: {_clean_chars(query)}"
+    # Readers show a feed's description as HTML often enough that the query, too,
+    # goes out as plain text.
+    if query and (text := _plain(query)):
+        return f"Stories matching: {text}"
     return "Every story from the topic's feeds"
 
 
