@@ -1,0 +1,435 @@
+"""Parse stage: the bytes and headers `fetch` got, turned into a `ParsedFeed`.
+
+RSS 0.9x/1.0/2.0 and Atom 0.3/1.0 go through feedparser; JSON Feed 1.0/1.1, which
+feedparser cannot read, is parsed here with `json`. This stage is pure: it never
+fetches, reads files or looks at the clock. It does not normalize (dates stay as the
+feed gave them apart from conversion to UTC, links may stay relative, HTML is not
+sanitized: `normalize` and `render` do that).
+
+Hostile input, decided by test (tests/test_parse.py):
+
+- **Entity declarations are refused before feedparser sees the body.** feedparser
+  strips a DOCTYPE's entity declarations but re-inserts the "safe" looking ones
+  (plain literals), and when expat stops a quadratic blow-up ("limit on input
+  amplification factor breached") feedparser falls back to its loose parser, which
+  expands the same literal entities in Python with no limit: a 120 kB body took
+  more than 2 GB. A one-line DOCTYPE escapes feedparser's stripping altogether and
+  expat expands it below its 8 MiB activation threshold. So `_screen_doctype` reads
+  the prolog with expat (stopping at the root element) and refuses any parameter
+  entity, any external (SYSTEM/PUBLIC) entity, and any internal entity whose value
+  is longer than a few characters or refers to other entities. Declarations that
+  name one character (`<!ENTITY nbsp "&#160;">`, still seen in old feeds) pass.
+- **External DTDs and external entities are never read:** feedparser turns off
+  expat's `feature_external_ges` and drops the DOCTYPE; the screen refuses external
+  entities anyway, so nothing depends on that alone.
+- **Lying encodings:** a body that declares UTF-8 but is not, is decoded by
+  feedparser as windows-1252. When that decoding looks like mojibake (mostly
+  accented Latin letters, the signature of Cyrillic or Arabic bytes read as
+  cp1252), charset-normalizer's guess is used instead.
+- **Empty items** (no guid, link, title or text: a stray `<item />` nested in
+  another item) are dropped.
+- **Size:** at most `max_entries` entries (newest kept), each text field cut to
+  `max_field` characters, duplicate guids dropped (first occurrence kept).
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import html
+import io
+import json
+import re
+import xml.parsers.expat
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from . import models
+from .errors import ParseError
+
+#: dates before or after these years are treated as missing (typos, epoch zero, 9999)
+MIN_YEAR = 1990
+MAX_YEAR = 2100
+
+#: the longest entity value the screen lets through (a character, or a short ligature)
+_MAX_ENTITY_VALUE = 8
+
+#: sy:updatePeriod names, in seconds (RSS 1.0 syndication module)
+_SY_PERIODS = {
+    "hourly": 3600,
+    "daily": 86400,
+    "weekly": 7 * 86400,
+    "monthly": 30 * 86400,
+    "yearly": 365 * 86400,
+}
+
+_JSON_TYPES = ("application/feed+json", "application/json")
+_BOM = b"\xef\xbb\xbf"
+_WARNING_LENGTH = 300
+
+
+def parse(
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    url: str | None = None,
+    *,
+    max_entries: int = 1000,
+    max_field: int = 200_000,
+) -> models.ParsedFeed:
+    """Parse one feed document; raise `ParseError` when it is not a feed we can read.
+
+    `url` is where the body came from: relative links resolve against it (or against
+    the feed's own xml:base). A feed with XML errors that still yields entries is
+    kept, with `warning` saying what was wrong.
+    """
+    lower = {k.lower(): v for k, v in (headers or {}).items()}
+    if not body.strip():
+        raise ParseError("empty body: not a feed", url)
+    if _is_json(body, lower):
+        return _parse_json(body, url, max_entries, max_field)
+    _screen_doctype(body, url)
+
+    response_headers = dict(lower)
+    if url:
+        location = lower.get("content-location")
+        response_headers["content-location"] = urljoin(url, location) if location else url
+    d = _feedparser(body, response_headers)
+    exc = d.get("bozo_exception")
+    repair_note = None
+    if isinstance(exc, feedparser.CharacterEncodingOverride):
+        repaired = _repair_encoding(body, d)
+        if repaired is not None:
+            utf8, encoding = repaired
+            d = _feedparser(utf8, {**response_headers, "content-type": "application/xml"})
+            exc = d.get("bozo_exception")
+            repair_note = f"encoding: the declared one does not decode the body; read as {encoding}"
+
+    # A feed served as text/html or text/plain is common and harmless: feedparser
+    # flags it, but only a real XML error is worth a warning.
+    bozo = bool(d.get("bozo")) and not isinstance(exc, feedparser.NonXMLContentType)
+    raw_entries = d.get("entries") or []
+    if not raw_entries:
+        if bozo:
+            raise ParseError(f"not a feed: {_describe(exc)}", url)
+        if not d.get("version"):
+            raise ParseError("not a feed: no RSS, Atom or JSON Feed document", url)
+
+    entries = [_entry_from_feedparser(e, max_field) for e in raw_entries]
+    entries = [e for e in entries if not _is_empty(e)]
+    feed = d.get("feed") or {}
+    return models.ParsedFeed(
+        title=_cut(_text(feed.get("title")), max_field),
+        link=_cut(_text(feed.get("link")), max_field),
+        entries=_cap(_unique(entries), max_entries),
+        hint_seconds=_hint_seconds(feed),
+        warning=_describe(exc) if bozo else repair_note,
+    )
+
+
+def _is_empty(entry: models.ParsedEntry) -> bool:
+    """An item with nothing in it, e.g. a stray `<item />` nested in another item."""
+    return not (entry.guid or entry.link or entry.title or entry.summary or entry.content)
+
+
+def _feedparser(body: bytes, response_headers: Mapping[str, str]) -> Any:
+    # sanitize_html=False: we sanitize once, at output, with nh3; feedparser's
+    # sanitizer would cost time here and change what dedupe and topics see.
+    return feedparser.parse(
+        io.BytesIO(body),
+        response_headers=dict(response_headers),
+        resolve_relative_uris=True,
+        sanitize_html=False,
+    )
+
+
+# --- hostile XML ---------------------------------------------------------------
+
+
+class _PrologDone(Exception):
+    """Raised from the expat handlers to stop at the root element."""
+
+
+def _screen_doctype(body: bytes, url: str | None) -> None:
+    """Refuse entity declarations that could expand or read outside the body."""
+    refusal: list[str] = []
+
+    def entity_decl(
+        name: str,
+        is_parameter_entity: int,
+        value: str | None,
+        base: str | None,
+        system_id: str | None,
+        public_id: str | None,
+        notation_name: str | None,
+    ) -> None:
+        if is_parameter_entity:
+            refusal.append(f"parameter entity %{name}")
+        elif value is None:
+            refusal.append(f"external entity &{name}; ({system_id or public_id})")
+        elif len(value) > _MAX_ENTITY_VALUE or "&" in value or "<" in value:
+            refusal.append(f"entity &{name}; of {len(value)} characters")
+        if refusal:
+            raise _PrologDone
+
+    def start_element(name: str, attrs: Any) -> None:
+        raise _PrologDone
+
+    parser = xml.parsers.expat.ParserCreate()
+    parser.EntityDeclHandler = entity_decl
+    parser.StartElementHandler = start_element
+    # Never fetch anything the DOCTYPE names (the default, stated here on purpose).
+    parser.SetParamEntityParsing(xml.parsers.expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    try:
+        parser.Parse(body, True)
+    except _PrologDone:
+        pass
+    except (xml.parsers.expat.ExpatError, ValueError, LookupError):
+        # Expat could not read the prolog (unknown encoding, junk before the root):
+        # feedparser will try harder, so look for declarations byte-wise instead.
+        head = body.replace(b"\x00", b"")
+        if re.search(rb"<!ENTITY", head, re.IGNORECASE):
+            refusal.append("an entity in a prolog expat cannot read")
+    if refusal:
+        raise ParseError(f"refused: DOCTYPE declares {refusal[0]}", url)
+
+
+# --- encodings -----------------------------------------------------------------
+
+_LATIN_ACCENTED = re.compile(r"[\u00c0-\u00ff]")
+_LETTERS = re.compile(r"[^\W\d_]")
+
+
+def _mojibake_ratio(text: str) -> float:
+    """Share of letters that are accented Latin-1 letters: high for cp1251 read as cp1252."""
+    letters = len(_LETTERS.findall(text))
+    return len(_LATIN_ACCENTED.findall(text)) / letters if letters else 0.0
+
+
+def _repair_encoding(body: bytes, d: Any) -> tuple[bytes, str] | None:
+    """Re-encode a body whose declared encoding lied, when a better guess exists."""
+    used = d.get("encoding") or "windows-1252"
+    try:
+        as_used = body.decode(used, "replace")
+    except LookupError:
+        return None
+    if _mojibake_ratio(as_used) < 0.3:
+        return None
+    import charset_normalizer  # only for the rare lying body
+
+    best = charset_normalizer.from_bytes(body).best()
+    if best is None or best.encoding.replace("_", "-") in (used, used.replace("windows-", "cp")):
+        return None
+    text = str(best)
+    if _mojibake_ratio(text) >= 0.1:
+        return None
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", '<?xml version="1.0" encoding="utf-8"?>', text, count=1)
+    return text.encode("utf-8"), best.encoding
+
+
+# --- JSON Feed -----------------------------------------------------------------
+
+
+def _is_json(body: bytes, headers: Mapping[str, str]) -> bool:
+    start = body.lstrip()
+    if start.startswith(_BOM):
+        start = start[len(_BOM) :].lstrip()
+    if start.startswith(b"{"):
+        return True
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type in _JSON_TYPES and not start.startswith(b"<")
+
+
+def _parse_json(
+    body: bytes, url: str | None, max_entries: int, max_field: int
+) -> models.ParsedFeed:
+    """Read a JSON Feed 1.0/1.1 document (https://www.jsonfeed.org/version/1.1/)."""
+    try:
+        doc = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ParseError(f"not a feed: broken JSON ({_describe(e)})", url) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
+        raise ParseError("not a feed: JSON without an items list", url)
+    version = doc.get("version")
+    warning = None
+    if not (isinstance(version, str) and "jsonfeed.org/version/" in version):
+        warning = f"JSON Feed without a known version: {str(version)[:80]!r}"
+
+    entries = []
+    for item in doc["items"]:
+        if not isinstance(item, dict):
+            continue
+        link = _text(item.get("url")) or _text(item.get("external_url"))
+        if link and url:
+            link = urljoin(url, link)
+        content = _text(item.get("content_html"))
+        if not content and _text(item.get("content_text")):
+            content = html.escape(_text(item.get("content_text")) or "")
+        summary = html.escape(_text(item.get("summary")) or "")
+        published = _json_date(item.get("date_published"))
+        updated = _json_date(item.get("date_modified"))
+        entries.append(
+            models.ParsedEntry(
+                guid=_cut(_text(item.get("id")), max_field),
+                link=_cut(link, max_field),
+                title=_cut(_text(item.get("title")), max_field) or "",
+                summary=_cut(summary, max_field) or "",
+                content=_cut(content, max_field) or "",
+                author=_cut(_json_author(item), max_field),
+                published=published or updated,
+                updated=updated,
+            )
+        )
+    return models.ParsedFeed(
+        title=_cut(_text(doc.get("title")), max_field),
+        link=_cut(_text(doc.get("home_page_url")), max_field),
+        entries=_cap(_unique(entries), max_entries),
+        warning=warning,
+    )
+
+
+def _json_author(item: Mapping[str, Any]) -> str | None:
+    authors = item.get("authors")
+    if not isinstance(authors, list):
+        authors = [item.get("author")]
+    names = [_text(a.get("name")) for a in authors if isinstance(a, dict)]
+    return ", ".join(n for n in names if n) or None
+
+
+def _json_date(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return _sane(parsed.astimezone(UTC))
+
+
+# --- feedparser entries ----------------------------------------------------------
+
+
+def _entry_from_feedparser(e: Any, max_field: int) -> models.ParsedEntry:
+    contents = e.get("content") or []
+    content = ""
+    for c in contents:
+        if "html" in (c.get("type") or ""):
+            content = c.get("value") or ""
+            break
+    else:
+        if contents:
+            content = contents[0].get("value") or ""
+    published = _struct_date(e.get("published_parsed"))
+    updated = _struct_date(e.get("updated_parsed"))
+    return models.ParsedEntry(
+        guid=_cut(_text(e.get("id")), max_field),
+        link=_cut(_text(e.get("link")), max_field),
+        title=_cut(e.get("title") or "", max_field) or "",
+        summary=_cut(e.get("summary") or "", max_field) or "",
+        content=_cut(content, max_field) or "",
+        author=_cut(_text(e.get("author")), max_field),
+        published=published or updated,
+        updated=updated,
+    )
+
+
+def _struct_date(value: Any) -> datetime | None:
+    # feedparser gives time.struct_time already converted to UTC.
+    if value is None:
+        return None
+    try:
+        seconds = calendar.timegm(value)
+        return _sane(datetime.fromtimestamp(seconds, UTC))
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
+
+
+def _sane(value: datetime) -> datetime | None:
+    return value if MIN_YEAR <= value.year <= MAX_YEAR else None
+
+
+def _hint_seconds(feed: Mapping[str, Any]) -> int | None:
+    """The slowest interval the feed asks for: `<ttl>` minutes or sy:updatePeriod/Frequency."""
+    hints = []
+    ttl = _positive_int(feed.get("ttl"))
+    if ttl:
+        hints.append(ttl * 60)
+    period = _SY_PERIODS.get((_text(feed.get("sy_updateperiod")) or "").lower())
+    if period:
+        frequency = _positive_int(feed.get("sy_updatefrequency")) or 1
+        hints.append(max(1, period // frequency))
+    # A year is already far beyond any poll interval we would honour.
+    hints = [min(h, 365 * 86400) for h in hints]
+    return max(hints) if hints else None
+
+
+def _positive_int(value: Any) -> int | None:
+    try:
+        n = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return n if n > 0 else None
+
+
+# --- shared helpers --------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    """A stripped string, or None for missing/empty/non-scalar values."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value is not None and len(value) > limit else value
+
+
+def _unique(entries: list[models.ParsedEntry]) -> list[models.ParsedEntry]:
+    """Drop repeated guids; the first occurrence in document order wins."""
+    seen: set[str] = set()
+    kept = []
+    for entry in entries:
+        if entry.guid is not None:
+            if entry.guid in seen:
+                continue
+            seen.add(entry.guid)
+        kept.append(entry)
+    return kept
+
+
+def _cap(entries: list[models.ParsedEntry], limit: int) -> tuple[models.ParsedEntry, ...]:
+    """Keep the newest `limit` entries (dated ones first), in document order."""
+    if len(entries) <= limit:
+        return tuple(entries)
+    if limit <= 0:
+        return ()
+    floor = datetime.min.replace(tzinfo=UTC)
+    order = sorted(
+        range(len(entries)),
+        key=lambda i: (entries[i].published is not None, entries[i].published or floor, -i),
+        reverse=True,
+    )
+    keep = sorted(order[:limit])
+    return tuple(entries[i] for i in keep)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:_WARNING_LENGTH]
