@@ -114,7 +114,8 @@ def _checked_url(url: str | None, schemes: frozenset[str]) -> str | None:
     if scheme not in schemes:
         return None
     if scheme == "mailto":
-        return "mailto:" + quote(parts.path, safe=_URL_SAFE)
+        query = f"?{quote(parts.query, safe=_URL_SAFE)}" if parts.query else ""
+        return f"mailto:{quote(parts.path, safe=_URL_SAFE)}{query}"
     if not parts.hostname or _URL_BAD_NETLOC.intersection(parts.netloc):
         return None
     return urlunsplit(
@@ -555,11 +556,12 @@ def index_page(topics: Sequence[TopicSummary], base_url: str, last_poll: datetim
             links.append(f'<a href="{url}" type="{mime}">{label}</a>')
         query = f"<code>{_esc(topic.query)}</code>" if topic.query else "every story from its feeds"
         count = f"{topic.entries} stor{'y' if topic.entries == 1 else 'ies'}"
+        newest = f", newest {_time(topic.newest)}" if topic.newest else ""
         sections.append(
             f'<section id="topic-{_esc(topic.slug)}">\n'
             f"<h2>{_esc(title)}</h2>\n"
             f'<p class="meta">Query: {query}</p>\n'
-            f'<p class="meta">{count}, newest {_time(topic.newest)}</p>\n'
+            f'<p class="meta">{count}{newest}</p>\n'
             f'<p class="subscribe">Subscribe: {" ".join(links)}</p>\n'
             "</section>"
         )
