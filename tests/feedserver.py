@@ -430,19 +430,22 @@ def trickle(
     interval: float = 0.2,
     content_type: str = "application/xml",
     in_headers: bool = False,
+    limit: float = 60.0,
 ) -> Handler:
-    """Send one byte every `interval` seconds: of `body`, or forever when `body` is None.
+    """Send one byte every `interval` seconds: of `body`, or "forever" when `body` is None.
 
     With `in_headers=True` the bytes trickle inside an endless header instead, before
-    the body ever starts.
+    the body ever starts. "Forever" ends after `limit` seconds, so that a client without
+    a deadline fails its test instead of hanging the suite.
     """
 
     def handler(h: BaseHTTPRequestHandler) -> None:
         h.close_connection = True
+        give_up = time.monotonic() + limit
         try:
             if in_headers:
                 h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                while _writable(h) and _wait(h, interval):
+                while _writable(h) and _wait(h, interval) and time.monotonic() < give_up:
                     h.wfile.write(b"a")
                 return
             h.send_response(200)
@@ -453,7 +456,7 @@ def trickle(
             h.end_headers()
             source = iter(body) if body is not None else itertools.repeat(ord("<"))
             for byte in source:
-                if not _wait(h, interval):
+                if not _wait(h, interval) or time.monotonic() > give_up:
                     return
                 h.wfile.write(bytes([byte]))
         except OSError:
@@ -463,9 +466,15 @@ def trickle(
 
 
 def endless(
-    chunk: bytes = b"<item><title>x</title></item>\n", *, content_type: str = "application/xml"
+    chunk: bytes = b"<item><title>x</title></item>\n",
+    *,
+    content_type: str = "application/xml",
+    limit: int = 256 * 1024 * 1024,
 ) -> Handler:
-    """Send `chunk` as fast as the client reads, with no Content-Length, until it hangs up."""
+    """Send `chunk` as fast as the client reads, with no Content-Length, until it hangs up.
+
+    Stops after `limit` bytes, so that a client without a cap fails instead of eating memory.
+    """
 
     def handler(h: BaseHTTPRequestHandler) -> None:
         h.close_connection = True
@@ -474,9 +483,11 @@ def endless(
         h.send_header("Connection", "close")
         h.end_headers()
         block = chunk * max(1, 16384 // max(1, len(chunk)))
+        sent = 0
         try:
-            while _writable(h):
+            while _writable(h) and sent < limit:
                 h.wfile.write(block)
+                sent += len(block)
         except OSError:
             return
 
