@@ -1,0 +1,363 @@
+"""Normalize stage: one `ParsedEntry` as the feed gave it into an `Entry` we can store.
+
+Pure: data in, data out; the current time is a parameter. It resolves and
+canonicalizes links, turns dates into aware UTC (a missing or future date becomes
+the first-seen time), makes plain text for matching and dedupe, and computes the
+entry's key and content hash. It must not sanitize or rewrite the HTML it keeps
+(that happens once, at output) and must not touch the network or the database.
+
+The text helpers here (`html_to_text`, `clean_title`, `words`, `canonical_url`) are
+shared with the other pure stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import re
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
+
+from . import models
+
+#: how far after `now` a published date may lie before it counts as a lie
+FUTURE_TOLERANCE = timedelta(minutes=10)
+
+#: bumped whenever the content hash recipe changes, so old hashes never match new ones
+HASH_VERSION = "1"
+
+# --- URLs ----------------------------------------------------------------------
+
+#: query parameters that only say where a click came from; dropped from canonical links
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "yclid",
+        "ysclid",
+        "_ga",
+        "_gl",
+        "igshid",
+        "igsh",
+        "ref_src",
+        "ref_url",
+        "cmpid",
+        "ocid",
+        "ncid",
+        "xtor",
+        "smid",
+        "mkt_tok",
+        "_hsenc",
+        "_hsmi",
+        "oly_anon_id",
+        "oly_enc_id",
+        "vero_id",
+        "wickedid",
+        "rb_clickid",
+        "s_cid",
+        "soc_src",
+        "soc_trk",
+        "twclid",
+        "ttclid",
+        "li_fat_id",
+        "epik",
+        "at_medium",
+        "at_campaign",
+        "at_custom1",
+        "at_custom2",
+        "at_custom3",
+        "at_custom4",
+        "at_link_id",
+        "at_link_type",
+        "at_link_origin",
+        "at_format",
+        "at_ptr_name",
+        "at_bbc_team",
+    }
+)
+#: prefixes of whole families of tracking parameters (Google Analytics, Piwik/Matomo)
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})|%")
+# Characters left as they are when re-quoting: RFC 3986 reserved and unreserved, and "%".
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_QUERY_SAFE = "/?:@!$&'()*+,;=-._~%"
+
+
+def canonical_url(url: str, base: str | None = None) -> str | None:
+    """Return the form of `url` that two outlets (or two polls) linking the same page share.
+
+    None for anything that is not an http(s) URL: those are never a page we can link.
+    Query parameter order is kept (some sites route on it); only trackers are dropped.
+    """
+    parts = _absolute(url, base)
+    if parts is None:
+        return None
+    host = _host(parts)
+    if host is None:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    netloc = host
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        netloc = f"{host}:{port}"
+    path = _remove_dot_segments(_requote(parts.path, _PATH_SAFE)) or "/"
+    query = "&".join(
+        _requote(pair, _QUERY_SAFE)
+        for pair in parts.query.split("&")
+        if pair and not _is_tracker(pair)
+    )
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
+
+
+def absolute_url(url: str | None, base: str | None = None) -> str | None:
+    """Resolve `url` against `base`; None unless the result is an http(s) URL."""
+    if not url:
+        return None
+    parts = _absolute(url, base)
+    if parts is None or not parts.netloc:
+        return None
+    return urlunsplit(parts)
+
+
+def _absolute(url: str, base: str | None) -> SplitResult | None:
+    url = url.strip()
+    if not url:
+        return None
+    try:
+        if base:
+            url = urljoin(base.strip(), url)
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS:
+        return None
+    return parts._replace(scheme=scheme)
+
+
+def _host(parts: SplitResult) -> str | None:
+    """Lowercase ASCII host (IDNA for Unicode names), without userinfo or a trailing dot."""
+    try:
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = host.rstrip(".")
+    if ":" in host:  # IPv6 literal
+        return f"[{host}]"
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    return host.lower()
+
+
+def _requote(text: str, safe: str) -> str:
+    """Decode escapes of unreserved characters, uppercase the others, quote raw bytes."""
+
+    def fix(match: re.Match[str]) -> str:
+        if match.group(1) is None:  # a lone "%" is a literal percent sign
+            return "%25"
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return quote(_PERCENT.sub(fix, text), safe=safe)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4, so `/a/./b/../c` and `/a/c` are one page."""
+    if "." not in path:
+        return path
+    output: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == ".":
+            if last:
+                output.append("")
+        elif segment == "..":
+            if len(output) > 1:
+                output.pop()
+            if last:
+                output.append("")
+        else:
+            output.append(segment)
+    return "/".join(output)
+
+
+def _is_tracker(pair: str) -> bool:
+    name = unquote(pair.split("=", 1)[0]).strip().lower()
+    return name in TRACKING_PARAMS or name.startswith(TRACKING_PREFIXES)
+
+
+# --- HTML to text ----------------------------------------------------------------
+
+_BLOCK_TAGS = (
+    "address|article|aside|blockquote|br|caption|dd|details|div|dl|dt|fieldset|figcaption|"
+    "figure|footer|form|h[1-6]|header|hr|img|li|main|nav|ol|p|pre|section|summary|table|"
+    "tbody|td|tfoot|th|thead|tr|ul|iframe|video|audio|object|embed"
+)
+# One pass over the HTML; the alternation order matters: dropped content first.
+_HTML_TOKEN = re.compile(
+    r"<!--.*?(?:-->|\Z)"  # comments
+    r"|<(script|style|template|noscript)\b[^>]*>.*?(?:</\1\s*>|\Z)"  # dropped with content
+    r"|<!\[CDATA\[|\]\]>"  # CDATA markers left in escaped HTML
+    r"|<(/?)(?:" + _BLOCK_TAGS + r")\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>"  # blocks: a space
+    r"|</?[A-Za-z][^\s/>]*(?:[^>\"']|\"[^\"]*\"|'[^']*')*>"  # other tags: nothing
+    r"|<![A-Za-z][^>]*>|<\?[^>]*>",  # doctype, processing instructions
+    re.IGNORECASE | re.DOTALL,
+)
+_SPACE = re.compile(r"\s+")
+# Invisible characters that would split or hide words: zero-width space, soft hyphen,
+# word joiner, BOM. ZWNJ/ZWJ are kept: in Urdu and Persian they shape letters.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u00ad\u2060\ufeff"))
+
+
+def _html_token(match: re.Match[str]) -> str:
+    # Group 2 is set (possibly to "") only for block tags.
+    return " " if match.group(2) is not None else ""
+
+
+def html_to_text(markup: str) -> str:
+    """Plain text of an HTML fragment, for matching and dedupe (not for display).
+
+    A regex tokenizer rather than html.parser: it is several times faster on feed
+    HTML and only has to keep words apart, not build a tree. Script and style
+    content is dropped, block elements separate words, entities are decoded and
+    whitespace collapsed to single spaces.
+    """
+    if not markup:
+        return ""
+    if "<" in markup:
+        markup = _HTML_TOKEN.sub(_html_token, markup)
+    if "&" in markup:
+        markup = html.unescape(markup)
+    return _SPACE.sub(" ", markup.translate(_INVISIBLE)).strip()
+
+
+def clean_title(title: str) -> str:
+    """A one-line plain-text title: tags stripped, entities (even double-encoded) decoded."""
+    text = html_to_text(title)
+    # "&amp;amp;" arrives as "&amp;" after one decoding; a few more rounds settle it.
+    for _ in range(3):
+        if "&" not in text:
+            break
+        decoded = html.unescape(text)
+        if decoded == text:
+            break
+        text = html_to_text(decoded) if "<" in decoded else decoded
+    return _SPACE.sub(" ", text).strip()
+
+
+# --- words ---------------------------------------------------------------------
+
+
+def _mark_class() -> str:
+    """A regex class of every combining mark (Mn, Mc, Me): vowel signs and harakat."""
+    ranges: list[tuple[int, int]] = []
+    # Marks live in planes 0-1 and among the variation selectors of plane 14; scanning
+    # only those keeps the import fast (the full range costs a quarter second).
+    for cp in itertools.chain(range(0x20000), range(0xE0100, 0xE01F0)):
+        if unicodedata.category(chr(cp)).startswith("M"):
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in ranges
+    )
+
+
+# A word is letters and digits plus combining marks and ZWNJ/ZWJ: Python's \w has no
+# marks, so Devanagari vowel signs or Urdu harakat would otherwise split words.
+_WORD = re.compile(r"(?:[^\W_]|[" + _mark_class() + r"\u200c\u200d])+")
+
+
+def words(text: str) -> list[str]:
+    """Lowercased (casefolded, NFKC) Unicode word tokens, for matching and similarity."""
+    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).casefold()
+    return [w for w in _WORD.findall(text) if w.strip("\u200c\u200d")]
+
+
+# --- the entry -----------------------------------------------------------------
+
+
+def normalize(
+    entry: models.ParsedEntry, feed: str, now: datetime, base_url: str | None = None
+) -> models.Entry:
+    """Turn one parsed item of `feed` into the `Entry` we store, as first seen at `now`.
+
+    `base_url` is where the feed came from, for links the feed left relative.
+    """
+    link = absolute_url(entry.link, base_url)
+    canonical = canonical_url(link) if link else None
+    title = clean_title(entry.title)
+    summary_text = html_to_text(entry.summary)
+    content_text = html_to_text(entry.content)
+    parts = [title, summary_text]
+    if content_text != summary_text:
+        parts.append(content_text)
+    text = "\n".join(p for p in parts if p)
+    guid = entry.guid.strip() if entry.guid and entry.guid.strip() else None
+    if guid:
+        key = guid
+    elif canonical:
+        key = canonical
+    else:
+        # No identity from the feed: the title is what stays put across polls. An
+        # untitled item falls back to its text so two of them do not collide.
+        key = "sha1:" + hashlib.sha1((title or text).encode("utf-8")).hexdigest()
+    author = entry.author.strip() if entry.author and entry.author.strip() else None
+    return models.Entry(
+        feed=feed,
+        key=key,
+        guid=guid,
+        link=link,
+        canonical_link=canonical,
+        title=title,
+        summary_html=entry.summary,
+        content_html=entry.content,
+        text=text,
+        author=author,
+        published=published_time(entry.published, now),
+        content_hash=content_hash(title, entry.summary, entry.content),
+    )
+
+
+def published_time(published: datetime | None, now: datetime) -> datetime:
+    """Aware UTC publication time; `now` (first seen) when missing or in the future."""
+    now = _utc(now)
+    if published is None:
+        return now
+    published = _utc(published)
+    return now if published > now + FUTURE_TOLERANCE else published
+
+
+def content_hash(title: str, summary: str, content: str) -> str:
+    """A versioned hash of what a reader sees, to notice an outlet's edits."""
+    digest = hashlib.sha256(f"{title}\0{summary}\0{content}".encode("utf-8", "surrogatepass"))
+    return f"{HASH_VERSION}:{digest.hexdigest()}"
+
+
+def _utc(value: datetime) -> datetime:
+    # A naive datetime here came from a feed without a zone: UTC is the usual intent.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
