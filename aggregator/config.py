@@ -124,6 +124,8 @@ DEFAULT_PATH = Path("config/aggregator.toml")
 ENV_VAR = "AGGREGATOR_CONFIG"
 #: the database file when `[database] path` is absent, relative to the config's folder
 DEFAULT_DATABASE = "var/aggregator.db"
+#: a config larger than this is refused unread (a mistaken path to a log or a device)
+MAX_FILE_SIZE = 16 * 1024 * 1024
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _ALIAS = re.compile(r"[a-z0-9_-]+")
@@ -263,13 +265,16 @@ def resolve_path(cli_value: str | None) -> Path:
 def load(path: Path) -> Config:
     """Read and parse one config file; every failure is a `ConfigError`."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_SIZE + 1)
     except FileNotFoundError:
         raise ConfigError(str(path), "no such file") from None
     except IsADirectoryError:
         raise ConfigError(str(path), "is a directory, not a config file") from None
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_SIZE:
+        raise ConfigError(str(path), f"larger than {format_size(MAX_FILE_SIZE)}: not a config file")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -288,6 +293,9 @@ def parse(text: str, path: Path) -> Config:
     file = str(path)
     try:
         raw = tomllib.loads(text)
+    except RecursionError:
+        # tomllib recurses once per nested array or inline table
+        raise ConfigError(file, "TOML syntax error: values nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", message)
@@ -512,8 +520,14 @@ class _Parser:
             self._lines = _scan_lines(self.text)
         best: tuple[int, int] | None = None
         for address, number in self._lines:
-            if where[: len(address)] == address and (best is None or len(address) > best[0]):
-                best = (len(address), number)
+            if where[: len(address)] == address:
+                score = len(address)
+            elif address[: len(where)] == where:
+                score = len(where)  # a table made by a dotted key: `a.b.c = 1` makes `a.b`
+            else:
+                continue
+            if best is None or score > best[0]:
+                best = (score, number)
         return best[1] if best else None
 
     def fail(self, where: _Where, problem: str) -> NoReturn:
@@ -767,6 +781,8 @@ class _Parser:
                 except QueryError as exc:
                     at = f" at position {exc.position}" if exc.position is not None else ""
                     self.fail(where + ("query",), f"topic '{slug}': {exc.message}{at}")
+                except RecursionError:
+                    self.fail(where + ("query",), f"topic '{slug}': query nested too deeply")
             topics.append(
                 TopicConfig(
                     slug=slug,

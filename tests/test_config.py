@@ -858,6 +858,32 @@ def test_not_utf8(tmp_path: Path) -> None:
     assert "not UTF-8" in info.value.problem
 
 
+def test_deep_nesting_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    path = write(tmp_path, "a = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError) as info:
+        cfg.load(path)
+    assert "nested too deeply" in info.value.problem
+
+
+def test_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "a.toml"
+    with path.open("wb") as handle:
+        handle.truncate(cfg.MAX_FILE_SIZE + 1)
+    with pytest.raises(ConfigError) as info:
+        cfg.load(path)
+    assert info.value.file == str(path)
+    assert "larger than 16MiB" in info.value.problem
+
+
+def test_dotted_key_table_is_located(tmp_path: Path) -> None:
+    text = BASE + "[server]\nhost = 'localhost'\nport.number = 80\n"
+    with pytest.raises(ConfigError) as info:
+        cfg.parse(text, tmp_path / "a.toml")
+    assert info.value.key == "server.port"
+    assert info.value.line == line_of(text, "port.number")
+    assert "expected an integer, got a table" in info.value.problem
+
+
 def test_syntax_error_at_end_of_file_names_the_last_line(tmp_path: Path) -> None:
     text = BASE + "[server]\nport ="
     path = write(tmp_path, text)
