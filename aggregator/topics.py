@@ -61,7 +61,6 @@ order; terms under NOT are never reported.
 from __future__ import annotations
 
 import bisect
-import functools
 import re
 import threading
 import unicodedata
@@ -72,7 +71,7 @@ import snowballstemmer
 
 from .errors import QueryError
 
-__all__ = ["Document", "Query", "compile", "document", "fold", "words"]
+__all__ = ["Document", "Query", "clear_cache", "compile", "document", "fold", "words"]
 
 # --- folding ---------------------------------------------------------------
 
@@ -139,6 +138,9 @@ def _build_fold_table() -> dict[int, str | None]:
 
 
 _FOLD_TABLE = _build_fold_table()
+# str.translate costs a dict lookup per character; most text needs none, and a
+# regex scan for the characters that do is far cheaper than translating blindly.
+_NEEDS_TABLE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(_FOLD_TABLE)) + "]")
 # ھ written at the start of a word stands for ہ (Arabic keyboards); it folds to ه.
 _INITIAL_DO_CHASHMI = re.compile(r"(?<!\w)ھ")
 
@@ -151,7 +153,9 @@ def fold(text: str) -> str:
     """
     if text.isascii():
         return text.lower()
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_FOLD_TABLE)
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if _NEEDS_TABLE.search(text):
+        text = text.translate(_FOLD_TABLE)
     if "ھ" in text:
         text = _INITIAL_DO_CHASHMI.sub("ه", text)
     return text
@@ -173,12 +177,15 @@ def _mark_ranges() -> str:
     return "".join(f"\\u{a:04x}-\\u{b:04x}" if a != b else f"\\u{a:04x}" for a, b in ranges)
 
 
-# A word: letters and digits (not "_", so snake_case splits like a hyphen) and marks.
-_WORD = re.compile(f"(?:[^\\W_]|[{_mark_ranges()}])+")
+# A word: letters, digits and combining marks; "_" is replaced first, so that
+# snake_case splits like a hyphen (one character class scans faster than two).
+_WORD = re.compile(f"[\\w{_mark_ranges()}]+")
 
 
 def words(folded: str) -> list[str]:
     """Split already-folded text into words on Unicode word boundaries."""
+    if "_" in folded:
+        folded = folded.replace("_", " ")
     return _WORD.findall(folded)
 
 
@@ -289,15 +296,39 @@ def _stem(lang: str, word: str) -> str:
     return str(stemmer.stemWord(word))
 
 
-@functools.lru_cache(maxsize=200_000)
 def _word_key(word: str, language: str | None) -> str:
-    """The key a word of an entry is indexed under: "<lang>:<stem>".
-
-    News vocabulary repeats heavily across entries, and Snowball in pure Python
-    costs microseconds per word, hence the cache.
-    """
+    """The key a word of an entry is indexed under: "<lang>:<stem>"."""
     lang = _lang_for(_script(word), language)
     return f"{lang}:{_stem(lang, word) if lang else word}"
+
+
+#: feed language -> word -> key. News vocabulary repeats heavily across entries and
+#: Snowball in pure Python costs microseconds per word; a plain dict looked up with
+#: map() is the cheapest cache there is. Emptied when it grows past _CACHE_LIMIT.
+_KEY_CACHE: dict[str | None, dict[str, str]] = {}
+_CACHE_LIMIT = 500_000
+
+
+def _keys(ws: Sequence[str], language: str | None) -> list[str]:
+    """The key of every word; "" for the title/text gap."""
+    cache = _KEY_CACHE.get(language)
+    if cache is None or len(cache) > _CACHE_LIMIT:
+        cache = _KEY_CACHE[language] = {"": ""}
+    keys = list(map(cache.get, ws))
+    if None in keys:
+        for i, key in enumerate(keys):
+            if key is None:
+                word = ws[i]
+                key = cache.get(word)
+                if key is None:
+                    key = cache[word] = _word_key(word, language)
+                keys[i] = key
+    return keys  # type: ignore[return-value]
+
+
+def clear_cache() -> None:
+    """Forget every cached stem (for measurements of a cold start)."""
+    _KEY_CACHE.clear()
 
 
 def _term_keys(word: str) -> dict[str, tuple[str, ...]]:
@@ -329,21 +360,21 @@ class Document:
         "keys",
         "word_set",
         "key_set",
-        "langs",
+        "language",
         "_word_positions",
         "_key_positions",
         "_sorted_words",
     )
 
-    def __init__(self, words: Sequence[str], keys: Sequence[str]) -> None:
+    def __init__(self, words: Sequence[str], keys: Sequence[str], language: str | None) -> None:
         #: folded words in order; "" marks the gap between title and text
         self.words: tuple[str, ...] = tuple(words)
         #: "<lang>:<stem>" per word, aligned with `words`
         self.keys: tuple[str, ...] = tuple(keys)
         self.word_set: frozenset[str] = frozenset(self.words)
         self.key_set: frozenset[str] = frozenset(self.keys)
-        #: the stemmers used in this entry ("en", "ru", "" for folded-only words)
-        self.langs: tuple[str, ...] = tuple({k.partition(":")[0] for k in self.key_set if k})
+        #: the feed's language (primary subtag), which chose the stemmers
+        self.language = language
         self._word_positions: dict[str, list[int]] | None = None
         self._key_positions: dict[str, list[int]] | None = None
         self._sorted_words: list[str] | None = None
@@ -389,8 +420,7 @@ def document(title: str, text: str, language: str | None = None) -> Document:
     ws = words(fold(title))
     ws.append("")
     ws.extend(words(fold(text)))
-    keys = [_word_key(w, lang) if w else "" for w in ws]
-    return Document(ws, keys)
+    return Document(ws, _keys(ws, lang), lang)
 
 
 # --- the compiled query ----------------------------------------------------
@@ -408,25 +438,33 @@ class _Node:
 class _Stem:
     """One word matched by stem."""
 
-    __slots__ = ("keys",)
+    __slots__ = ("keys", "_by_language")
 
     def __init__(self, word: str) -> None:
         self.keys = _term_keys(word)
+        self._by_language: dict[str | None, tuple[str, ...]] = {}
+
+    def keys_for(self, language: str | None) -> tuple[str, ...]:
+        """The keys an entry in `language` can hold for this word: usually one."""
+        keys = self._by_language.get(language)
+        if keys is None:
+            langs = {_lang_for(script, language) for script in _DEFAULT_LANG}
+            keys = tuple(k for lang in sorted(langs) for k in self.keys.get(lang, ()))
+            self._by_language[language] = keys
+        return keys
 
     def present(self, doc: Document) -> bool:
         key_set = doc.key_set
-        for lang in doc.langs:
-            for key in self.keys.get(lang, ()):
-                if key in key_set:
-                    return True
+        for key in self.keys_for(doc.language):
+            if key in key_set:
+                return True
         return False
 
     def positions(self, doc: Document) -> set[int]:
         found: set[int] = set()
         kp = doc.key_positions()
-        for lang in doc.langs:
-            for key in self.keys.get(lang, ()):
-                found.update(kp.get(key, ()))
+        for key in self.keys_for(doc.language):
+            found.update(kp.get(key, ()))
         return found
 
 

@@ -617,7 +617,7 @@ def test_documents_built_in_threads_agree() -> None:
         for i in range(300)
     ]
     expected = [topics.document("", t).keys for t in texts]
-    topics._word_key.cache_clear()  # make every thread stem for itself
+    topics.clear_cache()  # make every thread stem for itself
     results: dict[int, list[tuple[str, ...]]] = {}
 
     def work(n: int) -> None:
