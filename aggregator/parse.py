@@ -328,8 +328,10 @@ def _entry_from_feedparser(e: Any, max_field: int) -> models.ParsedEntry:
     else:
         if contents:
             content = contents[0].get("value") or ""
-    published = _struct_date(e.get("published_parsed"))
-    updated = _struct_date(e.get("updated_parsed"))
+    # dict.get, not FeedParserDict.get: the latter maps a missing updated_parsed to
+    # published_parsed with a DeprecationWarning (feedparser issue 310).
+    published = _struct_date(dict.get(e, "published_parsed"))
+    updated = _struct_date(dict.get(e, "updated_parsed"))
     return models.ParsedEntry(
         guid=_cut(_text(e.get("id")), max_field),
         link=_cut(_text(e.get("link")), max_field),
