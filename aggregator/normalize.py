@@ -254,15 +254,16 @@ def html_to_text(markup: str) -> str:
 def clean_title(title: str) -> str:
     """A one-line plain-text title: tags stripped, entities (even double-encoded) decoded."""
     text = html_to_text(title)
-    # "&amp;amp;" arrives as "&amp;" after one decoding; a few more rounds settle it.
+    # "&amp;amp;" arrives as "&amp;" after one decoding, and "&lt;b&gt;" as a tag:
+    # a few more rounds settle both.
     for _ in range(3):
-        if "&" not in text:
+        if "&" not in text and "<" not in text:
             break
-        decoded = html.unescape(text)
-        if decoded == text:
+        again = html_to_text(text)
+        if again == text:
             break
-        text = html_to_text(decoded) if "<" in decoded else decoded
-    return _SPACE.sub(" ", text).strip()
+        text = again
+    return text
 
 
 # --- words ---------------------------------------------------------------------
