@@ -3,6 +3,10 @@
 `load(path)` reads one file; `parse(text, path)` is pure. Every mistake raises
 `ConfigError` naming the file, the key or line, and the problem. Unknown keys are
 errors, never silently ignored.
+
+This stage only reads and checks: it never touches the network or the database,
+and never creates the folders it names. Topic queries are checked by compiling
+them with `topics.compile`, so a query that would fail at poll time fails here.
 """
 
 from __future__ import annotations
