@@ -40,15 +40,19 @@ def toml_config(
             return "[" + ", ".join(value(x) for x in v) + "]"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
+    # `polling` lines ("key = value") replace these defaults instead of repeating keys.
+    poll_keys = {"timeout": '"5s"', "concurrency": "4"}
+    for line in polling.splitlines():
+        if "=" in line:
+            key, val = line.split("=", 1)
+            poll_keys[key.strip()] = val.strip()
     lines = [
         "[database]",
         'path = "aggregator.db"',
         "[server]",
         f'base_url = "{base_url}"',
         "[polling]",
-        'timeout = "5s"',
-        "concurrency = 4",
-        polling,
+        *(f"{k} = {v}" for k, v in poll_keys.items()),
         extra,
     ]
     for f in feeds:

@@ -121,7 +121,7 @@ def test_check_and_opml(site: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("[database\npath = 1", "line"),
+        ("[database\npath = 1", "aggregator.toml:1:"),
         ("[database]\npath = 'x.db'\nbogus = 1\n", "bogus"),
         ("[[feeds]]\nname = 'a'\nurl = 'ftp://x'\n", "feeds[0].url"),
         ("[[topics]]\nslug = 't'\ntitle = 'T'\nquery = '(a OR'\n", "topics[0].query"),
