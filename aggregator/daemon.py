@@ -2,9 +2,14 @@
 
 Each feed is one APScheduler job that reschedules itself at the time `schedule`
 decided (interval, backoff, Retry-After, ...); a gone feed is simply not
-rescheduled. On SIGTERM/SIGINT the server stops accepting, the scheduler stops
-starting polls, in-flight polls get a few seconds to finish their (short) write
-transaction, and the process exits 0. systemd is told READY/WATCHDOG/STOPPING.
+rescheduled. The daemon applies decisions and never makes its own, except two
+that are about the process, not the feed: a poll that crashed (a bug) is retried
+after the feed's interval, and a feed whose host is already at `per_host` is
+retried shortly instead of parking a worker thread.
+
+On SIGTERM/SIGINT the server stops accepting, the scheduler stops starting polls,
+in-flight polls get a short grace to finish their (short) write transaction, and
+the process exits 0. systemd is told READY/WATCHDOG/STOPPING.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import sdnotify
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from waitress.server import create_server
@@ -28,8 +34,15 @@ from .config import Config, FeedConfig
 
 log = logging.getLogger(__name__)
 
-#: how long in-flight polls may take to finish after SIGTERM
-STOP_GRACE_SECONDS = 8.0
+#: how long in-flight polls may take to finish after SIGTERM. A write transaction
+#: takes milliseconds; what outlasts this is a slow fetch or parse, which holds
+#: nothing that SQLite's atomic commit would not roll back whole, so it is abandoned
+#: (and simply redone after the restart) rather than delaying the stop.
+STOP_GRACE_SECONDS = 2.0
+#: a feed whose host already has `per_host` requests in flight tries again after
+#: this (times a jitter), so twenty feeds of one slow outlet cannot occupy every
+#: worker thread while other outlets' polls queue behind them
+HOST_BUSY_RETRY_SECONDS = 0.5
 
 
 class Daemon:
@@ -51,6 +64,8 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
+        self.scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
+        self._feeds = {f.name: f for f in config.feeds}
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._last_alive = time.monotonic()
@@ -71,7 +86,7 @@ class Daemon:
     def address(self) -> tuple[str, int]:
         """Where the server listens (the port is real even when the config said 0)."""
         assert self.server is not None
-        return self.server.effective_host, self.server.effective_port  # type: ignore[union-attr]
+        return self.server.effective_host, self.server.effective_port
 
     def start(self) -> None:
         db = store.for_thread(self.config.database.path)
@@ -125,6 +140,9 @@ class Daemon:
     def _poll_job(self, feed: FeedConfig) -> None:
         if self.stopping.is_set():
             return
+        if self._host_busy(feed):
+            self._schedule(feed, datetime.now(UTC) + self._host_busy_delay())
+            return
         with self._in_flight_lock:
             self._in_flight += 1
         try:
@@ -140,11 +158,41 @@ class Daemon:
                 self._in_flight -= 1
         if self.stopping.is_set():
             return
-        if result is None:  # a bug, not the feed: try again at the normal interval
-            interval = self.config.polling.interval or self.config.polling.min_interval
-            self._schedule(feed, datetime.now(UTC) + interval)
-        elif result.next_poll is not None and result.status != "gone":
+        if result is None:
+            # A bug, not the feed: no decision was stored, so try again after the
+            # feed's own interval rather than dropping it from the schedule.
+            self._schedule(feed, datetime.now(UTC) + self._crash_delay(feed))
+        elif result.status == "gone" or result.next_poll is None:
+            log.info("feed=%s status=gone (no longer scheduled)", feed.name)
+        else:
             self._schedule(feed, result.next_poll)
+
+    def _host_busy(self, feed: FeedConfig) -> bool:
+        """True when the feed's host already has `per_host` requests in flight.
+
+        Only an optimisation: the limiter inside `poll_feed` still enforces the cap
+        if another poll takes the slot between this check and the fetch.
+        """
+        url = store.for_thread(self.config.database.path).feed_state(feed.name).url
+        return self.poller.limiter.in_flight(url) >= self.poller.limiter.per_host
+
+    def _host_busy_delay(self) -> timedelta:
+        with self.poller._rng_lock:
+            jitter = self.rng.uniform(1.0, 2.0)
+        return timedelta(seconds=HOST_BUSY_RETRY_SECONDS * jitter)
+
+    def _crash_delay(self, feed: FeedConfig) -> timedelta:
+        policy = schedule.Policy.for_feed(feed, self.config.polling)
+        return policy.interval if policy.interval is not None else policy.min_interval
+
+    def _on_max_instances(self, event: JobSubmissionEvent) -> None:
+        # A feed job that reschedules itself for "now" can fire while APScheduler still
+        # counts its previous run; the skipped run would drop the feed from the schedule.
+        name = event.job_id.removeprefix("feed:")
+        feed = self._feeds.get(name)
+        if feed is not None and not self.stopping.is_set():
+            log.warning("feed=%s poll still running; trying again shortly", name)
+            self._schedule(feed, datetime.now(UTC) + self._host_busy_delay())
 
     def _export(self) -> None:
         if self.config.server.export_dir is None:
@@ -199,7 +247,7 @@ def run(config: Config, *, serve: bool = True, poll_feeds: bool = True) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
-    while not stop.wait(0.5):
+    while not stop.wait(0.2):
         pass
     daemon.stop()
     log.info("stopped")
