@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import mimetypes
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -85,6 +86,14 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(address, _RequestHandler)
 
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = super().get_request()
+        if self.owner.tls is not None:
+            # Handshake lazily, in the connection's own thread, so a stuck client cannot
+            # block the accept loop.
+            sock = self.owner.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
     def process_request(self, request: Any, client_address: Any) -> None:
         # One call per accepted TCP connection: what keep-alive tests count.
         self.owner._count_connection()
@@ -120,8 +129,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class FeedServer:
     """A ThreadingHTTPServer on 127.0.0.1, port 0, serving from a daemon thread."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, tls: ssl.SSLContext | None = None) -> None:
         self._host = host
+        #: a server-side context to serve HTTPS instead of HTTP
+        self.tls = tls
         self._lock = threading.Lock()
         self._routes: dict[str, Handler] = {}
         self._resources: dict[str, _Resource] = {}
@@ -177,8 +188,9 @@ class FeedServer:
 
     @property
     def base_url(self) -> str:
-        """`http://127.0.0.1:PORT`, without a trailing slash."""
-        return f"http://{self._host}:{self.port}"
+        """`http://127.0.0.1:PORT` (https with `tls`), without a trailing slash."""
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     def url(self, path: str) -> str:
         """The absolute URL of `path` on this server."""

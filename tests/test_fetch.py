@@ -9,7 +9,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -22,7 +25,7 @@ import requests
 
 from aggregator import __version__, fetch
 from aggregator.errors import FetchError
-from aggregator.models import FeedState
+from aggregator.models import FeedState, Fetched
 from tests.feedserver import (
     FeedServer,
     close_mid_body,
@@ -55,7 +58,7 @@ def session() -> Iterator[requests.Session]:
     s.close()
 
 
-def get(session: requests.Session, url: str, **kwargs: object) -> fetch.Fetched:
+def get(session: requests.Session, url: str, **kwargs: object) -> Fetched:
     options: dict[str, object] = {"timeout": 5.0, "max_body": MiB}
     options.update(kwargs)
     state = options.pop("state", None) or FeedState("feed", url)
@@ -272,11 +275,11 @@ def test_304_keeps_stored_validators_when_the_response_has_none(
 ) -> None:
     feed_server.route("/bare304", status(304))
     feed_server.route("/new304", status(304, {"ETag": '"v2"'}))
-    old = {"etag": '"v1"', "last_modified": "Tue, 01 Oct 2024 10:00:00 GMT"}
-    kept = get(session, "", state=FeedState("f", feed_server.url("/bare304"), **old))
-    assert (kept.status, kept.etag, kept.last_modified) == (304, old["etag"], old["last_modified"])
-    new = get(session, "", state=FeedState("f", feed_server.url("/new304"), **old))
-    assert (new.etag, new.last_modified) == ('"v2"', old["last_modified"])
+    etag, last_modified = '"v1"', "Tue, 01 Oct 2024 10:00:00 GMT"
+    kept = get(session, "", state=FeedState("f", feed_server.url("/bare304"), etag, last_modified))
+    assert (kept.status, kept.etag, kept.last_modified) == (304, etag, last_modified)
+    new = get(session, "", state=FeedState("f", feed_server.url("/new304"), etag, last_modified))
+    assert (new.etag, new.last_modified) == ('"v2"', last_modified)
 
 
 def test_changed_feed_gets_200_again(feed_server: FeedServer, session: requests.Session) -> None:
@@ -864,3 +867,58 @@ def test_gzip_only_when_accepted(feed_server: FeedServer) -> None:
         packed = plain.get(feed_server.url("/feed.xml"), stream=True)
         assert gzip.decompress(packed.raw.read()) == RSS * 50
         packed.close()
+
+
+# -- HTTPS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key), made with the openssl tool."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[FeedServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    with FeedServer(tls=context) as server:
+        yield server
+
+
+def test_https_untrusted_certificate_refused(
+    tls_server: FeedServer, session: requests.Session
+) -> None:
+    tls_server.add("/feed.xml", RSS)
+    error = fails(session, tls_server.url("/feed.xml"))
+    assert error.message.startswith("TLS error: ")
+    assert "certificate verify failed" in error.message
+
+
+def test_https_fetch_revalidate_and_deadline(
+    tls_server: FeedServer, session: requests.Session, certificate: tuple[Path, Path]
+) -> None:
+    session.verify = str(certificate[0])
+    tls_server.add("/feed.xml", RSS, gzip=True)
+    tls_server.route("/trickle", trickle(interval=0.2))
+    first = get(session, tls_server.url("/feed.xml"))
+    assert (first.status, first.body) == (200, RSS)
+    again = get(session, "", state=FeedState("f", first.url, etag=first.etag))
+    assert again.status == 304
+    assert tls_server.connections == 1
+    started = time.monotonic()
+    error = fails(session, tls_server.url("/trickle"), timeout=0.5)
+    assert error.message == "timed out after 1.5s (whole-request deadline)"
+    assert time.monotonic() - started < BOUND
