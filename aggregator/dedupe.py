@@ -53,6 +53,8 @@ TEXT_THRESHOLD = 0.5
 VOTE_LEVEL = 0.8
 VOTES = 2
 MIN_SHARED = 2
+#: the store fetches only entries sharing at least this many index keys with the new one
+MIN_SHARED_KEYS = MIN_SHARED
 
 # Stopwords are matched after folding, before stemming. Short lists on purpose: the
 # IDF weighting does the rest, these only keep index keys from matching everything.
@@ -139,9 +141,9 @@ def _stem(word: str) -> str | None:
         return None
     first = word[0]
     if "a" <= first <= "z":
-        return _EN.stemWord(word)
+        return str(_EN.stemWord(word))
     if "\u0400" <= first <= "\u04ff":
-        stem = _RU.stemWord(word)
+        stem = str(_RU.stemWord(word))
         return stem if len(stem) > 1 else None
     return word
 

@@ -161,29 +161,30 @@ class MemoryIndex:
         self.next_story = 1
 
     def candidates(self, keys: Iterable[str], published: datetime) -> list[dedupe.Candidate]:
-        seen: set[int] = set()
-        out = []
+        """Stored entries sharing at least `dedupe.MIN_SHARED_KEYS` keys, within the window."""
+        hits: Counter[int] = Counter()
         for k in keys:
-            plist = self.postings.get(k, ())
+            plist = self.postings.get(k, [])
             if self.max_postings is not None:
                 plist = plist[-self.max_postings :]
-            for idx in plist:
-                if idx in seen:
-                    continue
-                seen.add(idx)
-                e = self.entries[idx]
-                if abs(e.published - published) > self.window:
-                    continue
-                out.append(
-                    dedupe.Candidate(
-                        story_id=e.story_id,
-                        feeds=frozenset(self.story_feeds[e.story_id]),
-                        title=e.title,
-                        text=e.text,
-                        published=e.published,
-                        sig=e.sig,
-                    )
+            hits.update(plist)
+        out = []
+        for idx, n in sorted(hits.items()):
+            if n < dedupe.MIN_SHARED_KEYS:
+                continue
+            e = self.entries[idx]
+            if abs(e.published - published) > self.window:
+                continue
+            out.append(
+                dedupe.Candidate(
+                    story_id=e.story_id,
+                    feeds=frozenset(self.story_feeds[e.story_id]),
+                    title=e.title,
+                    text=e.text,
+                    published=e.published,
+                    sig=e.sig,
                 )
+            )
         return out
 
     def add(self, entry: models.Entry, now: datetime | None = None) -> int:
@@ -228,7 +229,11 @@ def cluster_items(items: Sequence[Mapping[str, str]], window: timedelta = WINDOW
     pred = {}
     for it in items:
         e = make_entry(
-            it["publisher"], it["title"], it.get("summary", ""), _parse_time(it["published"]), it["id"]
+            it["publisher"],
+            it["title"],
+            it.get("summary", ""),
+            _parse_time(it["published"]),
+            it["id"],
         )
         pred[it["id"]] = index.add(e)
     return pred
@@ -269,7 +274,7 @@ def judge_pairs(pairs: Sequence[tuple[str, str, str, str, bool]]) -> list[bool]:
         shared = set(dedupe.index_keys(t1, first.text)) & set(dedupe.index_keys(t2, second.text))
         cand = dedupe.Candidate(1, frozenset({"first"}), t1, first.text, at)
         story = dedupe.decide(second, [cand], now=at, window=WINDOW, df=df, n_docs=n_docs)
-        out.append(bool(shared) and story == 1)
+        out.append(len(shared) >= dedupe.MIN_SHARED_KEYS and story == 1)
     return out
 
 
@@ -307,7 +312,9 @@ def run_dev(path: Path, stability: int) -> dict[str, float]:
         def round_of(it: Mapping[str, str], start: datetime = start) -> int:
             return int((_parse_time(it["published"]) - start) / timedelta(hours=6))
 
-        by_pub = sorted(items, key=lambda it: (round_of(it), rank[it["publisher"]], it["published"]))
+        by_pub = sorted(
+            items, key=lambda it: (round_of(it), rank[it["publisher"]], it["published"])
+        )
         shuffled = list(items)
         rng.shuffle(shuffled)
         for name, order in (("publisher order", by_pub), ("fully shuffled", shuffled)):
@@ -334,10 +341,15 @@ def run_pairs(folder: Path) -> dict[str, tuple[float, float, float]]:
         out[path.name] = (acc, prec, rec)
         allp += predicted
         allg += gold
-        print(f"{path.name}: {len(pairs)} pairs, accuracy {acc:.3f} precision {prec:.3f} recall {rec:.3f}")
+        print(
+            f"{path.name}: {len(pairs)} pairs,"
+            f" accuracy {acc:.3f} precision {prec:.3f} recall {rec:.3f}"
+        )
     acc, prec, rec = pair_scores(allp, allg)
     out["all"] = (acc, prec, rec)
-    print(f"pairs, all: {len(allg)} pairs, accuracy {acc:.3f} precision {prec:.3f} recall {rec:.3f}")
+    print(
+        f"pairs, all: {len(allg)} pairs, accuracy {acc:.3f} precision {prec:.3f} recall {rec:.3f}"
+    )
     return out
 
 
@@ -361,7 +373,9 @@ def run_synthetic(n: int, seed: int = 0) -> None:
         else:
             title = " ".join(rng.choice(words) for _ in range(rng.randint(6, 12)))
         entries.append(
-            make_entry(f"feed{rng.randrange(20)}", title, "", start + timedelta(seconds=5 * i), str(i))
+            make_entry(
+                f"feed{rng.randrange(20)}", title, "", start + timedelta(seconds=5 * i), str(i)
+            )
         )
     for cap in (None, 200):
         index = MemoryIndex(WINDOW, max_postings=cap)
