@@ -362,7 +362,7 @@ def run_synthetic(n: int, seed: int = 0) -> None:
         titles = ["Markets rally as central bank holds rates steady in March"]
     words = [w for t in titles for w in t.split()]
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    entries = []
+    entries: list[models.Entry] = []
     for i in range(n):
         if i and rng.random() < 0.3:
             # a rewrite of a recent headline: shuffled, a word swapped

@@ -8,6 +8,7 @@ import random
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,7 +184,7 @@ def test_keys_and_signature() -> None:
     assert dedupe.tokens("٢٠٢٤") == ["2024"]
 
 
-def _bench():  # type: ignore[no-untyped-def]
+def _bench() -> Any:
     path = Path(__file__).resolve().parents[1] / "bench" / "dedup_eval.py"
     spec = importlib.util.spec_from_file_location("dedup_eval", path)
     assert spec and spec.loader
