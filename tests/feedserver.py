@@ -88,6 +88,9 @@ class _Server(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
+        # Headers and body go out in separate writes; without this, Nagle's algorithm and
+        # the client's delayed ACK add 40 ms to every keep-alive response.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.owner.tls is not None:
             # Handshake lazily, in the connection's own thread, so a stuck client cannot
             # block the accept loop.
