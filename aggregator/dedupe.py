@@ -16,15 +16,21 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
 2. An entry's *signature* is two sets of terms: the title's, and the lead of its
    text (the first `LEAD_TERMS` distinct terms after the title; a summary or the
    first paragraph is where outlets state the news).
-3. Two entries are compared by an IDF-weighted cosine of those sets. Rare terms
-   (names, places, figures) carry the decision; words every story shares weigh
-   almost nothing. The document frequencies come from the store (`terms()` is
-   exactly what it must count, once per stored entry).
-4. A new entry joins the story of its most similar candidate entry when that
-   similarity clears a threshold, never a story that already holds an entry of
-   the same feed (an outlet does not re-run its own story: a second article from
-   it is an update or a different piece, and merging it would hide it), and never
-   a candidate outside the time window.
+3. Two headlines are compared by the plain cosine of their title term sets, and
+   only when they share at least `MIN_SHARED` terms (one shared word between short
+   generic headlines, "Business in Brief", is how different stories got merged).
+   When both entries have text, the IDF-weighted cosine of title+lead terms is
+   also taken; rare terms (names, places, figures) carry that decision. The
+   document frequencies come from the store: `terms()` is exactly what it counts,
+   once per stored entry. (IDF on headlines alone measured worse: in a burst of
+   news the story's own name is as frequent as the generic words.)
+4. A story qualifies when one of its members clears the threshold, or when
+   `VOTES` members come within `VOTE_LEVEL` of it. Among qualifying stories the
+   one with the most such members wins, then the closest: growing the established
+   story stops one event from splintering into many (which is what cost recall).
+   Never a story that already holds an entry of the same feed (an outlet does not
+   re-run its own story: a second article from it is an update or a different
+   piece, and merging it would hide it), never a candidate outside the window.
 """
 
 from __future__ import annotations
@@ -45,13 +51,14 @@ from aggregator import models
 LEAD_TERMS = 100
 #: at most this many index keys per entry, so the store's key table stays small
 MAX_KEYS = 30
-#: join when the IDF-weighted cosine of title terms reaches this (headline-only entries)
+#: join when the cosine of two title term sets reaches this
 TITLE_THRESHOLD = 0.5
-#: join when the cosine of title+lead terms reaches this (both entries have text)
+#: join when the IDF-weighted cosine of title+lead terms reaches this (both have text)
 TEXT_THRESHOLD = 0.5
 #: ...or when at least VOTES members of the story reach VOTE_LEVEL x the threshold
 VOTE_LEVEL = 0.8
 VOTES = 2
+#: title terms two headlines must share before their cosine counts at all
 MIN_SHARED = 2
 #: the store fetches only entries sharing at least this many index keys with the new one
 MIN_SHARED_KEYS = MIN_SHARED
@@ -282,8 +289,8 @@ def similarity(
     title_score = 0.0
     if len(a.title & b.title) >= MIN_SHARED:
         title_score = _cosine(a.title, b.title, ones) / TITLE_THRESHOLD
-    w = {t: _idf(t, df, n_docs) for t in a.title | a.lead | b.title | b.lead}
     if a.lead and b.lead:
+        w = {t: _idf(t, df, n_docs) for t in a.title | a.lead | b.title | b.lead}
         text_score = _cosine(a.title | a.lead, b.title | b.lead, w) / TEXT_THRESHOLD
         return max(title_score, text_score)
     return title_score
