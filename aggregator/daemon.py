@@ -43,6 +43,21 @@ STOP_GRACE_SECONDS = 2.0
 #: this (times a jitter), so twenty feeds of one slow outlet cannot occupy every
 #: worker thread while other outlets' polls queue behind them
 HOST_BUSY_RETRY_SECONDS = 0.5
+#: WATCHDOG=1 period when systemd did not say (no WatchdogSec, or run by hand)
+DEFAULT_WATCHDOG_SECONDS = 10.0
+
+
+def watchdog_interval() -> float:
+    """Half of systemd's WatchdogSec, as sd_watchdog_enabled(3) advises, so that one late
+    ping never gets the service killed; the default when WATCHDOG_USEC is unset or bad."""
+    try:
+        usec = int(os.environ.get("WATCHDOG_USEC", ""))
+    except ValueError:
+        return DEFAULT_WATCHDOG_SECONDS
+    pid = os.environ.get("WATCHDOG_PID")
+    if usec <= 0 or (pid is not None and pid != str(os.getpid())):
+        return DEFAULT_WATCHDOG_SECONDS
+    return usec / 2_000_000
 
 
 class Daemon:
@@ -212,7 +227,8 @@ class Daemon:
 
     def _watchdog(self) -> None:
         # WATCHDOG=1 only while the scheduler is alive, so systemd restarts a wedged daemon.
-        while not self.stopping.wait(10):
+        interval = watchdog_interval()
+        while not self.stopping.wait(interval):
             if not self.poll_feeds or self.scheduler.running:
                 self.notifier.notify("WATCHDOG=1")
 
