@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -119,8 +120,16 @@ _ARABIC_FOLD = str.maketrans(
     }
 )
 _UR_STOP = frozenset(w.translate(_ARABIC_FOLD) for w in _UR_STOP)
-_EN = snowballstemmer.stemmer("english")
-_RU = snowballstemmer.stemmer("russian")
+# Snowball stemmer objects keep state between calls: one pair per polling thread.
+_stemmers = threading.local()
+
+
+def _stemmer(lang: str) -> snowballstemmer.Stemmer:
+    stemmer = getattr(_stemmers, lang, None)
+    if stemmer is None:
+        stemmer = snowballstemmer.stemmer(lang)
+        setattr(_stemmers, lang, stemmer)
+    return stemmer
 
 
 def _fold(text: str) -> str:
@@ -148,9 +157,9 @@ def _stem(word: str) -> str | None:
         return None
     first = word[0]
     if "a" <= first <= "z":
-        return str(_EN.stemWord(word))
+        return str(_stemmer("english").stemWord(word))
     if "\u0400" <= first <= "\u04ff":
-        stem = str(_RU.stemWord(word))
+        stem = str(_stemmer("russian").stemWord(word))
         return stem if len(stem) > 1 else None
     return word
 
