@@ -599,3 +599,98 @@ def test_index_page_in_chromium(live: Live) -> None:
         served = live.get(link["href"].removeprefix(live.base)).text
         assert link["body"] == served
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- /metrics and /healthz ----------------------------------------------------------------
+
+
+def scrape(live: Live) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Samples by name, then by their sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(live.get("/metrics").text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_metrics_describe_feeds_topics_and_requests(live: Live) -> None:
+    before = datetime.now(UTC).timestamp()
+    live.get(f"/topics/{TOPIC_ALL}.atom")
+    assert requests.get(live.url("/topics/nope.atom"), timeout=10).status_code == 404
+    m = scrape(live)
+    for name, (_fmt, _title, items) in OUTLETS.items():
+        label = (("feed", name),)
+        last = m["aggregator_feed_last_success_timestamp_seconds"][label]
+        assert before - 600 < last <= datetime.now(UTC).timestamp()
+        assert m["aggregator_feed_consecutive_failures"][label] == 0
+        assert m["aggregator_feed_entries"][label] == len(items)
+    served = {
+        t.slug: json.loads(live.get(f"/topics/{t.slug}.json").content)["items"]
+        for t in live.cfg.topics
+    }
+    for slug, items in served.items():
+        label = (("topic", slug),)
+        assert m["aggregator_topic_entries"][label] == len(items)
+        newest = max(datetime.fromisoformat(i["date_published"]) for i in items)
+        assert m["aggregator_topic_newest_entry_timestamp_seconds"][label] == newest.timestamp()
+    reqs = m["aggregator_http_requests_total"]
+    assert reqs[(("route", "/topics/<slug>.<fmt>"), ("status", "200"))] >= 1
+    assert reqs[(("route", "/topics/<slug>.<fmt>"), ("status", "404"))] >= 1
+    # a scrape is counted once its response is made, so the next scrape shows the first
+    assert (
+        scrape(live)["aggregator_http_requests_total"][(("route", "/metrics"), ("status", "200"))]
+        >= 1
+    )
+    # the poll duration histogram is declared; the daemon test sees it fill (test_systemd)
+    assert "aggregator_poll_duration_seconds" in live.get("/metrics").text
+
+
+def test_healthz_503_when_polling_stalled(live: Live, tmp_path: Path) -> None:
+    text = toml_config(
+        [
+            {"name": "dawn", "url": "http://127.0.0.1:9/dawn.xml", "allow_private": True},
+            {"name": "tass", "url": "http://127.0.0.1:9/tass.xml", "allow_private": True},
+        ],
+        [{"slug": "news", "title": "News"}],
+        polling='interval = "15m"',
+    )
+    (tmp_path / "aggregator.toml").write_text(text, encoding="utf-8")
+    cfg = config_mod.load(tmp_path / "aggregator.toml")
+    db = store.Store(cfg.database.path)
+    poll.sync(cfg, db)
+    now = datetime.now(UTC)
+
+    def serve_health() -> tuple[int, dict[str, Any]]:
+        server = create_server(web.create_app(cfg), host="127.0.0.1", port=0, threads=2)
+        threading.Thread(target=server.run, daemon=True).start()
+        try:
+            port = server.effective_port  # type: ignore[union-attr]
+            resp = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+            return resp.status_code, resp.json()
+        finally:
+            server.close()
+
+    with db.write():
+        # dawn last succeeded 46 minutes ago (> 3 intervals), tass has failed since
+        db.record_fetch(
+            "dawn", at=now - timedelta(minutes=46), status=200, error=None, success=True
+        )
+        db.record_fetch(
+            "tass", at=now - timedelta(minutes=5), status=503, error="HTTP 503", success=False,
+            failures=4,
+        )  # fmt: skip
+    status, body = serve_health()
+    assert status == 503, body
+    assert body["ok"] is False
+    assert [f["feed"] for f in body["feeds_failing"]] == ["tass"]
+    assert body["feeds_failing"][0]["failures"] == 4
+
+    with db.write():  # one success within the window and polling is alive again
+        db.record_fetch(
+            "dawn", at=now - timedelta(minutes=10), status=304, error=None, success=True
+        )
+    status, body = serve_health()
+    db.close()
+    assert status == 200 and body["ok"] is True, body

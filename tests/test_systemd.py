@@ -210,6 +210,13 @@ def test_daemon_notifies_systemd_and_logs_json(
             while not feeds.requests_for("/dawn.xml") and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert feeds.requests_for("/dawn.xml")
+            # the daemon times each poll: the histogram has the poll once it is stored
+            while time.monotonic() < deadline:
+                metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+                if 'aggregator_poll_duration_seconds_count{status="ok"} 1.0' in metrics:
+                    break
+                time.sleep(0.05)
+            assert 'aggregator_poll_duration_seconds_bucket{le="+Inf",status="ok"} 1.0' in metrics
             watchdogs = got.count("WATCHDOG=1")
             got.remove("WATCHDOG=1")
             assert receive_until(sock, "WATCHDOG=1", got, time.monotonic() + 30)
