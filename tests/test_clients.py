@@ -36,6 +36,7 @@ from waitress.server import create_server
 
 from aggregator import config as config_mod
 from aggregator import poll, store, web
+from aggregator.models import PollResult
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
 
@@ -144,7 +145,7 @@ class Live:
         resp.raise_for_status()
         return resp
 
-    def poll(self) -> list[poll.PollResult]:
+    def poll(self) -> list[PollResult]:
         poller = poll.Poller(self.cfg)
         try:
             return list(poll.poll_many(poller, self.cfg.feeds))
@@ -666,7 +667,7 @@ def test_healthz_503_when_polling_stalled(live: Live, tmp_path: Path) -> None:
         server = create_server(web.create_app(cfg), host="127.0.0.1", port=0, threads=2)
         threading.Thread(target=server.run, daemon=True).start()
         try:
-            port = server.effective_port  # type: ignore[union-attr]
+            port = server.effective_port
             resp = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
             return resp.status_code, resp.json()
         finally:
