@@ -49,8 +49,11 @@ def site(tmp_path: Path) -> Iterator[Path]:
             toml_config(
                 [{"name": "dawn", "url": server.url("/dawn.xml"), "title": "Dawn"}],
                 [
-                    {"slug": "pak-russia", "title": "Pakistan–Russia",
-                     "query": "@pakistan AND @russia"},
+                    {
+                        "slug": "pak-russia",
+                        "title": "Pakistan–Russia",
+                        "query": "@pakistan AND @russia",
+                    },
                 ],
                 extra='[aliases]\npakistan = ["Pakistan", "Islamabad"]\n'
                 'russia = ["Russia", "Moscow"]\n',
@@ -81,9 +84,20 @@ def test_poll_status_export_match(site: Path) -> None:
     client = web.create_app(cfg).test_client()
     for fmt in ("atom", "rss", "json"):
         cli_bytes = subprocess.run(
-            [sys.executable, "-m", "aggregator", "--config", str(site / "aggregator.toml"),
-             "export", "pak-russia", "--format", fmt],
-            capture_output=True, timeout=60, check=True,
+            [
+                sys.executable,
+                "-m",
+                "aggregator",
+                "--config",
+                str(site / "aggregator.toml"),
+                "export",
+                "pak-russia",
+                "--format",
+                fmt,
+            ],
+            capture_output=True,
+            timeout=60,
+            check=True,
         ).stdout
         assert cli_bytes == client.get(f"/topics/pak-russia.{fmt}").data
 
@@ -146,7 +160,16 @@ def test_missing_config_and_unknown_names(tmp_path: Path, site: Path) -> None:
 
 
 def test_every_command_has_help_with_an_example(site: Path) -> None:
-    for command in (["run"], ["poll"], ["serve"], ["check"], ["status"], ["export"],
-                    ["match"], ["opml", "import"], ["opml", "export"]):
+    for command in (
+        ["run"],
+        ["poll"],
+        ["serve"],
+        ["check"],
+        ["status"],
+        ["export"],
+        ["match"],
+        ["opml", "import"],
+        ["opml", "export"],
+    ):
         r = aggregator(*command, "--help", cwd=site)
         assert r.returncode == 0 and "Example" in r.stdout, command
