@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import web
 from aggregator import config as config_mod
+from aggregator import web
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
 
