@@ -320,12 +320,31 @@ def newsboat_items(home: Path) -> dict[str, list[dict[str, str]]]:
     return out
 
 
+def js_version(package: str) -> str:
+    manifest = JS_DIR / "node_modules" / package / "package.json"
+    return str(json.loads(manifest.read_text(encoding="utf-8"))["version"])
+
+
+def tool_version(*cmd: str) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    return (proc.stdout.strip().splitlines() or ["?"])[0]
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """A line in pytest's own output even when the test passes: which client, which version,
+    where the screenshot is; CI's log is the record of what was proven."""
+    with capsys.disabled():
+        print(f"\n    [client] {line}")
+
+
 def by_id(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {i["id"]: i for i in items}
 
 
 @pytest.mark.parametrize("fmt", ["atom", "rss"])
-def test_newsboat_reads_the_topic_feed(live: Live, tmp_path: Path, fmt: str) -> None:
+def test_newsboat_reads_the_topic_feed(
+    live: Live, tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One cache per format: newsboat keys items by guid across all its feeds, and a story
     # has the same id in every format, so a second subscription would show it only once.
     newsboat = need("newsboat", "Debian package newsboat")
@@ -349,6 +368,7 @@ def test_newsboat_reads_the_topic_feed(live: Live, tmp_path: Path, fmt: str) -> 
     assert all(r.new == 0 for r in results), results
     newsboat_reload(newsboat, tmp_path, urls)
     assert newsboat_items(tmp_path) == seen
+    report(capsys, f"{tool_version(newsboat, '-v')}: {fmt} read, {len(got)} entries, stable")
 
 
 def test_newsboat_imports_the_opml(live: Live, tmp_path: Path) -> None:
@@ -397,7 +417,7 @@ def node_script(script: str, *args: str, check: bool = True) -> subprocess.Compl
     )
 
 
-def test_feedsmith_agrees_with_feedparser(live: Live) -> None:
+def test_feedsmith_agrees_with_feedparser(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
     urls = {fmt: live.url(f"/topics/{TOPIC_ALL}.{fmt}") for fmt in ("atom", "rss", "json")}
     out = json.loads(node_script("parse.mjs", *urls.values()).stdout)
     ours = {
@@ -415,16 +435,28 @@ def test_feedsmith_agrees_with_feedparser(live: Live) -> None:
     # one id per story across the three formats
     assert [i["id"] for i in ours["atom"]] == [i["id"] for i in ours["rss"]]
     assert [i["id"] for i in ours["rss"]] == [i["id"] for i in ours["json"]]
+    report(
+        capsys,
+        f"feedsmith {js_version('feedsmith')} and feedparser {feedparser.__version__}: "
+        "atom, rss, json agree",
+    )
 
 
 # -- JSON Feed 1.1 schema (jsonfeed-schema with ajv, npm) ----------------------------------
 
 
-def test_json_feed_validates_against_the_schema(live: Live) -> None:
+def test_json_feed_validates_against_the_schema(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
     urls = [live.url(f"/topics/{t.slug}.json") for t in live.cfg.topics]
     proc = node_script("validate-jsonfeed.mjs", *urls, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout) == {u: [] for u in urls}
+    report(
+        capsys,
+        f"ajv {js_version('ajv')} with jsonfeed-schema {js_version('jsonfeed-schema')} "
+        "(JSON Feed 1.1): valid",
+    )
 
 
 def test_schema_validator_rejects_a_broken_feed(live: Live) -> None:
@@ -561,7 +593,7 @@ def test_listparser_reads_opml_export(live: Live) -> None:
 # -- headless Chromium (Debian) with playwright-core (npm) ---------------------------------
 
 
-def test_index_page_in_chromium(live: Live) -> None:
+def test_index_page_in_chromium(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
     chromium = need("chromium", "Debian package chromium")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "index-page.png"
@@ -569,7 +601,6 @@ def test_index_page_in_chromium(live: Live) -> None:
     proc = node_script("browser.mjs", live.url("/"), str(shot), check=False)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    print(f"\nscreenshot of the index page ({chromium}): {shot}")
     assert out["status"] == 200
     assert out["csp"] and "default-src 'none'" in out["csp"]
     # Chromium asks for /favicon.ico on its own; the page has no icon, so that one 404 (and
@@ -600,6 +631,11 @@ def test_index_page_in_chromium(live: Live) -> None:
         served = live.get(link["href"].removeprefix(live.base)).text
         assert link["body"] == served
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report(
+        capsys,
+        f"{tool_version(chromium, '--version')} via playwright-core "
+        f"{js_version('playwright-core')}: {len(out['links'])} feeds found; screenshot {shot}",
+    )
 
 
 # -- /metrics and /healthz ----------------------------------------------------------------
