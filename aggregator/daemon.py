@@ -60,6 +60,28 @@ def watchdog_interval() -> float:
     return usec / 2_000_000
 
 
+class _Notifier:
+    """sd_notify when systemd asked for it (NOTIFY_SOCKET is set), else nothing.
+
+    `sdnotify.SystemdNotifier` opens a socket even when there is nowhere to send to,
+    and never closes it; outside systemd (tests, a terminal) that is a leaked socket
+    per daemon.
+    """
+
+    def __init__(self) -> None:
+        self._inner = sdnotify.SystemdNotifier() if os.environ.get("NOTIFY_SOCKET") else None
+
+    def notify(self, state: str) -> None:
+        if self._inner is not None:
+            self._inner.notify(state)
+
+    def close(self) -> None:
+        sock = getattr(self._inner, "socket", None)
+        if sock is not None:
+            sock.close()
+        self._inner = None
+
+
 class Daemon:
     """The scheduler plus the WSGI server; `start()` then `wait()`."""
 
@@ -68,7 +90,7 @@ class Daemon:
         self.serve = serve
         self.poll_feeds = poll_feeds
         self.stopping = threading.Event()
-        self.notifier = sdnotify.SystemdNotifier()
+        self.notifier = _Notifier()
         self.poller = poll.Poller(config)
         self.rng = random.Random()
         self.app = web.create_app(config)
@@ -249,6 +271,7 @@ class Daemon:
                     break
             time.sleep(0.05)
         self.poller.close()
+        self.notifier.close()
 
 
 def run(config: Config, *, serve: bool = True, poll_feeds: bool = True) -> int:
