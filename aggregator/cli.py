@@ -374,8 +374,8 @@ def match(ctx: click.Context, topic: str, entry_url: str | None) -> None:
         if found is None:
             click.echo(f"error: no stored entry with link {entry_url}", err=True)
             sys.exit(1)
-        feed, title, text = found
-        doc = topics.document(title, text)
+        feed, title, text, language = found
+        doc = topics.document(title, text, language)
         terms = matcher.matches(feed, doc)
         if terms is None and t.feeds is not None and feed not in t.feeds:
             click.echo(f"no match: feed {feed!r} is not in topic {t.slug!r}")

@@ -106,6 +106,8 @@ class ParsedFeed:
     hint_seconds: int | None = None
     #: feedparser's bozo warning for a feed that still yielded entries
     warning: str | None = None
+    #: the feed's declared language (primary subtag, lower case: "ru", "ur"), if any
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

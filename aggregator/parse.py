@@ -127,7 +127,16 @@ def parse(
         entries=_cap(_unique(entries), max_entries),
         hint_seconds=_hint_seconds(feed),
         warning=_describe(exc) if bozo else repair_note,
+        language=_language(feed.get("language") or d.get("headers", {}).get("content-language")),
     )
+
+
+def _language(value: object) -> str | None:
+    """The primary subtag of a declared language ("en-US" -> "en"), for the stemmers."""
+    if not isinstance(value, str):
+        return None
+    primary = value.strip().split("-")[0].split("_")[0].lower()
+    return primary if primary.isalpha() and 2 <= len(primary) <= 3 else None
 
 
 def _is_empty(entry: models.ParsedEntry) -> bool:
@@ -288,6 +297,7 @@ def _parse_json(
         link=_cut(_text(doc.get("home_page_url")), max_field),
         entries=_cap(_unique(entries), max_entries),
         warning=warning,
+        language=_language(doc.get("language")),
     )
 
 
@@ -328,6 +338,11 @@ def _entry_from_feedparser(e: Any, max_field: int) -> models.ParsedEntry:
     else:
         if contents:
             content = contents[0].get("value") or ""
+    if not content:
+        # Yandex-style feeds (many Russian outlets) carry the article as plain text here.
+        full_text = e.get("yandex_full-text")
+        if isinstance(full_text, str) and full_text.strip():
+            content = "<p>" + html.escape(full_text.strip()) + "</p>"
     # dict.get, not FeedParserDict.get: the latter maps a missing updated_parsed to
     # published_parsed with a DeprecationWarning (feedparser issue 310).
     published = _struct_date(dict.get(e, "published_parsed"))

@@ -134,7 +134,7 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
     entries = [
         normalize.normalize(p, feed.name, now, base_url=fetched.final_url) for p in parsed.entries
     ]
-    prepared = [_prepare(poller, e) for e in entries]
+    prepared = [_prepare(poller, e, parsed.language) for e in entries]
     with db.write():
         new, updated, merged = _store_entries(poller, db, prepared, now)
         outcome = schedule.Outcome.from_fetch(
@@ -169,8 +169,8 @@ class _Prepared:
     matches: dict[str, tuple[str, ...]]
 
 
-def _prepare(poller: Poller, entry: Entry) -> _Prepared:
-    doc = topics.document(entry.title, entry.text)
+def _prepare(poller: Poller, entry: Entry, language: str | None) -> _Prepared:
+    doc = topics.document(entry.title, entry.text, language)
     matches = {}
     for m in poller.matchers:
         terms = m.matches(entry.feed, doc)
@@ -274,6 +274,7 @@ def _record_success(
         warning=parsed.warning if parsed else None,
         title=parsed.title if parsed else None,
         site_link=parsed.link if parsed else None,
+        language=parsed.language if parsed else None,
     )
 
 
@@ -380,8 +381,8 @@ def sync(config: Config, db: store.Store, now: datetime | None = None) -> None:
         matchers = {m.slug: m for m in compile_topics(config)}
         for t, key in changed:
             db.reset_topic(t.slug, key)
-        for story_id, feed, title, text in list(db.iter_entries()):
-            doc = topics.document(title, text)
+        for story_id, feed, title, text, language in list(db.iter_entries()):
+            doc = topics.document(title, text, language)
             for t, _ in changed:
                 terms = matchers[t.slug].matches(feed, doc)
                 if terms is not None:

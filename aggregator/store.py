@@ -131,6 +131,12 @@ _SCHEMA_0001 = """
 """
 
 
+@migrations(name="0002_feed_language")
+def _m0002_feed_language(db: sqlite_utils.Database) -> None:
+    # The feed's declared language picks the stemmers when topics are re-evaluated.
+    db.execute("ALTER TABLE feeds ADD COLUMN language TEXT")
+
+
 def ts(dt: datetime) -> str:
     """Format a time for storage: fixed-width UTC, so text order is time order."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -330,6 +336,7 @@ class Store:
         warning: str | None = None,
         title: str | None = None,
         site_link: str | None = None,
+        language: str | None = None,
     ) -> None:
         """Store one fetch's outcome; call inside `write()` (with the entries)."""
         sets = [
@@ -363,9 +370,10 @@ class Store:
             if last_modified is not None:
                 sets.append("last_modified = :last_modified")
                 params["last_modified"] = last_modified
-            if status == 200:  # a fresh body without a hint drops the old hint
-                sets.append("hint_seconds = :hint")
+            if status == 200:  # a fresh body without a hint (or language) drops the old one
+                sets += ["hint_seconds = :hint", "language = :language"]
                 params["hint"] = hint_seconds
+                params["language"] = language
         if url is not None:
             sets.append("url = :url")
             params["url"] = url
@@ -573,23 +581,29 @@ class Store:
             )
         }
 
-    def iter_entries(self, since: datetime | None = None) -> Iterator[tuple[int, str, str, str]]:
-        """(story_id, feed, title, text) of stored entries, for re-matching topics."""
-        sql = "SELECT story_id, feed, title, text FROM entries"
+    def iter_entries(
+        self, since: datetime | None = None
+    ) -> Iterator[tuple[int, str, str, str, str | None]]:
+        """(story_id, feed, title, text, feed language) of stored entries, for re-matching."""
+        sql = (
+            "SELECT e.story_id, e.feed, e.title, e.text, f.language FROM entries e "
+            "JOIN feeds f ON f.name = e.feed"
+        )
         params: tuple[Any, ...] = ()
         if since is not None:
-            sql += " WHERE published >= ?"
+            sql += " WHERE e.published >= ?"
             params = (ts(since),)
-        yield from self.conn.execute(sql + " ORDER BY id", params)
+        yield from self.conn.execute(sql + " ORDER BY e.id", params)
 
-    def entry_by_link(self, url: str) -> tuple[str, str, str] | None:
-        """(feed, title, text) of a stored entry by its link or canonical link."""
+    def entry_by_link(self, url: str) -> tuple[str, str, str, str | None] | None:
+        """(feed, title, text, feed language) of a stored entry by its link."""
         row = self.conn.execute(
-            "SELECT feed, title, text FROM entries WHERE link = ? OR canonical_link = ? "
-            "ORDER BY id LIMIT 1",
+            "SELECT e.feed, e.title, e.text, f.language FROM entries e "
+            "JOIN feeds f ON f.name = e.feed WHERE e.link = ? OR e.canonical_link = ? "
+            "ORDER BY e.id LIMIT 1",
             (url, url),
         ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        return (row[0], row[1], row[2], row[3]) if row else None
 
     def counts(self) -> dict[str, int]:
         return {
@@ -701,11 +715,12 @@ class Store:
             if not group:
                 continue
             first = group[0]
+            # Every other outlet is named once, even when it published the same URL.
             related = []
-            seen_links = {first[3]}
+            seen_feeds = {first[1]}
             for g in group[1:]:
-                if g[3] and g[3] not in seen_links:
-                    seen_links.add(g[3])
+                if g[3] and g[1] not in seen_feeds:
+                    seen_feeds.add(g[1])
                     related.append(Related(url=g[3], source=feed_titles.get(g[1], g[1])))
             newest_edit = max([updated] + [g[7] for g in group])
             items.append(

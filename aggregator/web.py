@@ -94,6 +94,11 @@ def create_app(config: Config) -> Flask:
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        # Browsers ask for it on every visit; "no content" keeps their consoles clean.
+        return Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
+
     @app.get("/topics/<slug>.<fmt>")
     def topic_feed(slug: str, fmt: str) -> Response:
         topic = config.topic(slug)
