@@ -273,7 +273,7 @@ def test_per_host_cap_holds_and_other_hosts_still_poll(tmp_path: Path) -> None:
     with FeedServer() as busy, FeedServer() as other:
         feeds = []
         for i in range(20):
-            busy.route(f"/f{i}", slow(0.4, rss(f"busy-{i}", f"Busy item {i}")))
+            busy.route(f"/f{i}", slow(1.0, rss(f"busy-{i}", f"Busy item {i}")))
             feeds.append((f"busy-{i}", busy.url(f"/f{i}")))
         other.add("/feed", rss("other-1", "Other item"))
         feeds.append(("other", other.url("/feed")))
@@ -281,7 +281,8 @@ def test_per_host_cap_holds_and_other_hosts_still_poll(tmp_path: Path) -> None:
         run_for(cfg, 4.0)
         busy_host = f"127.0.0.1:{busy.port}"
         assert busy.in_flight_max[busy_host] == 2, busy.in_flight_max
-        assert len(busy.requests) >= 6
+        assert len(busy.requests) >= 4
+        # Workers parked on the busy host's slots would starve this feed (one poll in 4s).
         assert len(other.requests_for("/feed")) >= 3
 
 
