@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from aggregator import cli, config, daemon, poll, schedule, store
+from aggregator import cli, config, daemon, poll, schedule, store, web
 from tests.conftest import toml_config
 from tests.feedserver import (
     FeedServer,
@@ -59,7 +59,9 @@ def rss(guid: str, title: str) -> bytes:
     ).encode()
 
 
-def write_config(folder: Path, feeds: list[tuple[str, str]], **kwargs: str) -> config.Config:
+def write_config(
+    folder: Path, feeds: Sequence[tuple[str, str] | Mapping[str, object]], **kwargs: str
+) -> config.Config:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "aggregator.toml"
     path.write_text(toml_config(feeds, **kwargs), encoding="utf-8")  # type: ignore[arg-type]
@@ -85,7 +87,9 @@ def feed_row(cfg: config.Config, name: str) -> sqlite3.Row:
     conn = sqlite3.connect(cfg.database.path)
     conn.row_factory = sqlite3.Row
     try:
-        row = conn.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone()
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT * FROM feeds WHERE name = ?", (name,)
+        ).fetchone()
     finally:
         conn.close()
     assert row is not None, name
@@ -262,6 +266,15 @@ def test_status_shows_next_poll_and_why(mixed: MixedRun) -> None:
         "moved": "interval",
         "polite": "interval",
     }
+
+
+def test_healthz_names_the_gone_and_the_failing(mixed: MixedRun) -> None:
+    client = web.create_app(mixed.cfg).test_client()
+    resp = client.get("/healthz")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["feeds_gone"] == ["gone"]
+    assert sorted(f["feed"] for f in body["feeds_failing"]) == ["failing", "limited"]
 
 
 # -- one host, many feeds ----------------------------------------------------------------------
