@@ -100,3 +100,24 @@ def test_repoll_keeps_bytes_and_etag(polled: config_mod.Config) -> None:
     assert all(r.new == 0 for r in results)
     again = app.test_client().get("/topics/ms.atom")
     assert again.data == first.data and again.headers["ETag"] == first.headers["ETag"]
+
+
+def test_changed_query_is_reevaluated_at_next_start(
+    polled: config_mod.Config, tmp_path: Path
+) -> None:
+    text = polled.path.read_text(encoding="utf-8").replace(f'"\\"{WORD}\\""', '"\\"google\\""')
+    assert "google" in text
+    polled.path.write_text(text, encoding="utf-8")
+    changed = config_mod.load(polled.path)
+    db = store.Store(changed.database.path)
+    poll.sync(changed, db)  # what `run`, `serve`, `poll` and `export` do at start
+    db.close()
+    client = web.create_app(changed).test_client()
+    titles = [i["title"] for i in json.loads(client.get("/topics/ms.json").data)["items"]]
+    assert titles
+    matched = {
+        tag
+        for i in json.loads(client.get("/topics/ms.json").data)["items"]
+        for tag in i.get("tags", [])
+    }
+    assert matched == {"google"}
