@@ -31,6 +31,7 @@ from waitress.server import create_server
 
 from . import metrics, poll, publish, schedule, store, web
 from .config import Config, FeedConfig
+from .models import PollResult
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ class _Notifier:
 
 
 class Daemon:
-    """The scheduler plus the WSGI server; `start()` then `wait()`."""
+    """The scheduler plus the WSGI server: `start()`, later `stop()` (`run` wraps both
+    around the signals)."""
 
     def __init__(self, config: Config, *, serve: bool = True, poll_feeds: bool = True) -> None:
         self.config = config
@@ -177,25 +179,28 @@ class Daemon:
     def _poll_job(self, feed: FeedConfig) -> None:
         if self.stopping.is_set():
             return
-        if self._host_busy(feed):
-            self._schedule(feed, datetime.now(UTC) + self._host_busy_delay())
-            return
+        result: PollResult | None = None
+        deferred = False
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            started = time.monotonic()
-            result = poll.poll_feed(self.poller, feed)
-            metrics.POLL_SECONDS.labels(result.status).observe(time.monotonic() - started)
-            self._last_alive = time.monotonic()
+            if self._host_busy(feed):
+                deferred = True
+            else:
+                started = time.monotonic()
+                result = poll.poll_feed(self.poller, feed)
+                metrics.POLL_SECONDS.labels(result.status).observe(time.monotonic() - started)
+                self._last_alive = time.monotonic()
         except Exception:
             log.exception("feed=%s status=crash", feed.name)
-            result = None
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
         if self.stopping.is_set():
             return
-        if result is None:
+        if deferred:
+            self._schedule(feed, datetime.now(UTC) + self._host_busy_delay())
+        elif result is None:
             # A bug, not the feed: no decision was stored, so try again after the
             # feed's own interval rather than dropping it from the schedule.
             self._schedule(feed, datetime.now(UTC) + self._crash_delay(feed))
