@@ -165,7 +165,11 @@ class _Prepared:
     """An entry with what the write transaction needs computed in advance."""
 
     entry: Entry
+    #: dedupe index keys, signature and the terms counted for IDF
     keys: list[str]
+    sig: dedupe.Signature
+    terms: list[str]
+    #: topic slug -> the query terms that matched
     matches: dict[str, tuple[str, ...]]
 
 
@@ -176,14 +180,53 @@ def _prepare(poller: Poller, entry: Entry, language: str | None) -> _Prepared:
         terms = m.matches(entry.feed, doc)
         if terms is not None:
             matches[m.slug] = terms
-    return _Prepared(entry, dedupe.index_keys(entry.title, entry.text), matches)
+    return _Prepared(
+        entry,
+        keys=dedupe.index_keys(entry.title, entry.text),
+        sig=dedupe.signature(entry.title, entry.text),
+        terms=sorted(dedupe.terms(entry.title, entry.text)),
+        matches=matches,
+    )
+
+
+def _find_story(poller: Poller, db: store.Store, p: _Prepared, now: datetime) -> int | None:
+    """The story a new entry belongs to: same link or guid, else a near-duplicate."""
+    entry = p.entry
+    story_id = db.story_by_link(entry.canonical_link, entry.guid)
+    if story_id is not None:
+        return story_id
+    window = poller.config.dedupe.window
+    rows = db.candidate_entries(
+        p.keys,
+        entry.published - window,
+        entry.published + window,
+        min_shared=dedupe.MIN_SHARED_KEYS,
+    )
+    if not rows:
+        return None
+    candidates = [
+        dedupe.Candidate(
+            story_id=r.story_id,
+            feeds=r.feeds,
+            title=r.title,
+            text=r.text,
+            published=r.published,
+            sig=dedupe.Signature.from_json(r.sig) if r.sig else None,
+        )
+        for r in rows
+    ]
+    wanted = set(p.terms)
+    for c in candidates:
+        if c.sig is not None:
+            wanted |= c.sig.title | c.sig.lead
+    df, n_docs = db.document_frequencies(wanted)
+    return dedupe.decide(entry, candidates, now=now, window=window, df=df, n_docs=n_docs)
 
 
 def _store_entries(
     poller: Poller, db: store.Store, prepared: Sequence[_Prepared], now: datetime
 ) -> tuple[int, int, int]:
     """Insert or update each entry, joining stories; inside the caller's transaction."""
-    window = poller.config.dedupe.window
     new = updated = merged = 0
     touched: set[int] = set()
     for p in prepared:
@@ -197,28 +240,15 @@ def _store_entries(
                 updated += 1
                 _add_to_topics(db, existing.story_id, p.matches)
             continue
-        story_id = db.story_by_link(entry.canonical_link, entry.guid)
-        if story_id is None:
-            rows = db.candidate_stories(p.keys, entry.published - window, entry.published + window)
-            candidates = [
-                dedupe.Candidate(
-                    story_id=r.story_id,
-                    feeds=r.feeds,
-                    title=r.title,
-                    text=r.text,
-                    published=r.published,
-                )
-                for r in rows
-            ]
-            story_id = dedupe.decide(entry, candidates, now=now, window=window)
+        story_id = _find_story(poller, db, p, now)
         if story_id is None:
             story_id = db.new_story(entry.published, now, poller.host)
         else:
             merged += 1
             db.count_merge(entry.feed)
             db.touch_story(story_id, now)
-        db.insert_entry(entry, story_id, now)
-        db.add_story_keys(story_id, p.keys, entry.published)
+        entry_id = db.insert_entry(entry, story_id, now, p.sig.to_json(), p.terms)
+        db.add_entry_keys(entry_id, p.keys, p.terms, entry.published)
         _add_to_topics(db, story_id, p.matches)
         touched.add(story_id)
         new += 1

@@ -90,6 +90,8 @@ _SCHEMA_0001 = """
             first_seen TEXT NOT NULL,
             updated TEXT NOT NULL,
             content_hash TEXT NOT NULL,
+            sig TEXT,                       -- dedupe signature (JSON), cached
+            terms TEXT,                     -- dedupe terms counted in term_df (JSON)
             UNIQUE (feed, key)
         );
         CREATE INDEX entries_story ON entries(story_id);
@@ -97,14 +99,21 @@ _SCHEMA_0001 = """
         CREATE INDEX entries_guid ON entries(guid);
         CREATE INDEX entries_published ON entries(published);
 
-        -- Dedupe index: the keys a story is found under, with its time for the window.
-        CREATE TABLE story_keys (
+        -- Dedupe index: the keys each entry is found under, with its time for the window.
+        CREATE TABLE entry_keys (
             key TEXT NOT NULL,
-            story_id INTEGER NOT NULL,
+            entry_id INTEGER NOT NULL,
             published TEXT NOT NULL,
-            PRIMARY KEY (key, story_id)
+            PRIMARY KEY (key, entry_id)
         ) WITHOUT ROWID;
-        CREATE INDEX story_keys_story ON story_keys(story_id);
+        CREATE INDEX entry_keys_window ON entry_keys(key, published);
+        CREATE INDEX entry_keys_entry ON entry_keys(entry_id);
+
+        -- Document frequencies of dedupe terms over stored entries (for IDF weights).
+        CREATE TABLE term_df (
+            term TEXT PRIMARY KEY,
+            n INTEGER NOT NULL
+        ) WITHOUT ROWID;
 
         -- Topic membership: which stories a topic holds and which terms matched.
         CREATE TABLE topic_stories (
@@ -160,14 +169,18 @@ class StoredEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class StoryRow:
-    """A candidate story for dedupe, with its primary entry's text."""
+class CandidateRow:
+    """A stored entry that may be a copy of a new one, for `dedupe.decide`."""
 
+    entry_id: int
     story_id: int
+    #: feeds that already have an entry in this entry's story
     feeds: frozenset[str]
     title: str
     text: str
     published: datetime
+    #: the cached dedupe signature (JSON form), None for entries stored without one
+    sig: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,11 +480,19 @@ class Store:
         self.conn.execute("UPDATE stories SET uid = ? WHERE id = ?", (uid, sid))
         return sid
 
-    def insert_entry(self, entry: Entry, story_id: int, now: datetime) -> int:
+    def insert_entry(
+        self,
+        entry: Entry,
+        story_id: int,
+        now: datetime,
+        sig: Any = None,
+        terms: Sequence[str] = (),
+    ) -> int:
+        """Store a new entry with its dedupe signature and the terms counted for it."""
         cur = self.conn.execute(
             "INSERT INTO entries(feed, key, story_id, guid, link, canonical_link, title, "
             "summary_html, content_html, text, author, published, first_seen, updated, "
-            "content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "content_hash, sig, terms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 entry.feed,
                 entry.key,
@@ -488,6 +509,8 @@ class Store:
                 ts(now),
                 ts(now),
                 entry.content_hash,
+                json.dumps(sig, ensure_ascii=False) if sig is not None else None,
+                json.dumps(list(terms), ensure_ascii=False),
             ),
         )
         return int(cur.lastrowid or 0)
@@ -519,59 +542,91 @@ class Store:
     def count_merge(self, feed: str) -> None:
         self.conn.execute("UPDATE feeds SET merges = merges + 1 WHERE name = ?", (feed,))
 
-    def add_story_keys(self, story_id: int, keys: Iterable[str], published: datetime) -> None:
+    def add_entry_keys(
+        self, entry_id: int, keys: Iterable[str], terms: Iterable[str], published: datetime
+    ) -> None:
+        """Index a new entry for dedupe and count its terms' document frequencies."""
         self.conn.executemany(
-            "INSERT OR IGNORE INTO story_keys(key, story_id, published) VALUES (?, ?, ?)",
-            [(k, story_id, ts(published)) for k in keys],
+            "INSERT OR IGNORE INTO entry_keys(key, entry_id, published) VALUES (?, ?, ?)",
+            [(k, entry_id, ts(published)) for k in keys],
+        )
+        self.conn.executemany(
+            "INSERT INTO term_df(term, n) VALUES (?, 1) ON CONFLICT(term) DO UPDATE SET n = n + 1",
+            [(t,) for t in terms],
         )
 
-    def candidate_stories(
-        self, keys: Sequence[str], since: datetime, until: datetime, limit: int = 200
-    ) -> list[StoryRow]:
-        """Stories sharing an index key with a new entry, inside the time window.
+    def candidate_entries(
+        self,
+        keys: Sequence[str],
+        since: datetime,
+        until: datetime,
+        *,
+        min_shared: int = 1,
+        per_key: int = 200,
+        limit: int = 200,
+    ) -> list[CandidateRow]:
+        """Stored entries sharing at least `min_shared` index keys with a new entry,
+        published inside the window, with their story's feeds.
 
-        Looks only at the index (key, published), never at all stored stories.
+        Reads only the index: each key contributes its newest `per_key` postings in
+        the window, so a common word costs the same with 10k or 1M entries stored.
         """
         if not keys:
             return []
-        marks = ",".join("?" * len(keys))
+        per_key_sql = (
+            "SELECT * FROM (SELECT entry_id FROM entry_keys WHERE key = ? "
+            "AND published BETWEEN ? AND ? ORDER BY published DESC LIMIT ?)"
+        )
+        union = " UNION ALL ".join([per_key_sql] * len(keys))
+        params: list[Any] = []
+        for k in keys:
+            params += [k, ts(since), ts(until), per_key]
         rows = self.conn.execute(
-            f"SELECT story_id, count(*) AS shared FROM story_keys "
-            f"WHERE key IN ({marks}) AND published BETWEEN ? AND ? "
-            f"GROUP BY story_id ORDER BY shared DESC, story_id LIMIT ?",
-            (*keys, ts(since), ts(until), limit),
+            f"SELECT entry_id, count(*) AS shared FROM ({union}) GROUP BY entry_id "
+            f"HAVING shared >= ? ORDER BY shared DESC, entry_id LIMIT ?",
+            (*params, min_shared, limit),
         ).fetchall()
-        return self.story_rows([r[0] for r in rows])
-
-    def story_rows(self, story_ids: Sequence[int]) -> list[StoryRow]:
-        if not story_ids:
+        if not rows:
             return []
-        marks = ",".join("?" * len(story_ids))
-        rows = self.conn.execute(
-            f"SELECT e.story_id, e.feed, e.title, e.text, s.published, e.id "
-            f"FROM entries e JOIN stories s ON s.id = e.story_id "
-            f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
-            tuple(story_ids),
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        entries = self.conn.execute(
+            f"SELECT id, story_id, title, text, published, sig FROM entries WHERE id IN ({marks})",
+            ids,
         ).fetchall()
-        by_story: dict[int, list[Any]] = {}
-        for r in rows:
-            by_story.setdefault(r[0], []).append(r)
-        out = []
-        for sid in story_ids:
-            group = by_story.get(sid)
-            if not group:
-                continue
-            first = group[0]
-            out.append(
-                StoryRow(
-                    story_id=sid,
-                    feeds=frozenset(g[1] for g in group),
-                    title=first[2],
-                    text=first[3],
-                    published=parse_ts(first[4]) or datetime.min.replace(tzinfo=UTC),
-                )
+        story_ids = sorted({e[1] for e in entries})
+        smarks = ",".join("?" * len(story_ids))
+        feeds: dict[int, set[str]] = {}
+        for sid, feed in self.conn.execute(
+            f"SELECT DISTINCT story_id, feed FROM entries WHERE story_id IN ({smarks})", story_ids
+        ):
+            feeds.setdefault(sid, set()).add(feed)
+        by_id = {e[0]: e for e in entries}
+        return [
+            CandidateRow(
+                entry_id=e[0],
+                story_id=e[1],
+                feeds=frozenset(feeds.get(e[1], ())),
+                title=e[2],
+                text=e[3],
+                published=parse_ts(e[4]) or datetime.min.replace(tzinfo=UTC),
+                sig=json.loads(e[5]) if e[5] else None,
             )
-        return out
+            for e in (by_id[i] for i in ids if i in by_id)
+        ]
+
+    def document_frequencies(self, terms: Iterable[str]) -> tuple[dict[str, int], int]:
+        """Stored-entry counts of these terms, and the number of stored entries."""
+        wanted = list(set(terms))
+        df: dict[str, int] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            df.update(
+                self.conn.execute(f"SELECT term, n FROM term_df WHERE term IN ({marks})", chunk)
+            )
+        n_docs = int(self._one("SELECT count(*) FROM entries"))
+        return df, n_docs
 
     def story_feeds(self, story_id: int) -> set[str]:
         return {
@@ -750,14 +805,29 @@ class Store:
         """
         cut = ts(older_than)
         with self.write():
-            n = self.conn.execute("DELETE FROM entries WHERE published < ?", (cut,)).rowcount
-            if n:
+            gone = self.conn.execute(
+                "SELECT id, terms FROM entries WHERE published < ?", (cut,)
+            ).fetchall()
+            if gone:
+                counts: dict[str, int] = {}
+                for _, terms in gone:
+                    for t in json.loads(terms or "[]"):
+                        counts[t] = counts.get(t, 0) + 1
+                self.conn.executemany(
+                    "UPDATE term_df SET n = n - ? WHERE term = ?",
+                    [(n, t) for t, n in counts.items()],
+                )
+                self.conn.execute("DELETE FROM term_df WHERE n <= 0")
+                self.conn.execute(
+                    "DELETE FROM entry_keys WHERE entry_id IN "
+                    "(SELECT id FROM entries WHERE published < ?)",
+                    (cut,),
+                )
+                self.conn.execute("DELETE FROM entries WHERE published < ?", (cut,))
                 empty = "SELECT id FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
                 self.conn.execute(f"DELETE FROM topic_stories WHERE story_id IN ({empty})")
-                self.conn.execute(f"DELETE FROM story_keys WHERE story_id IN ({empty})")
                 self.conn.execute(f"DELETE FROM stories WHERE id IN ({empty})")
-            self.conn.execute("DELETE FROM story_keys WHERE published < ?", (cut,))
-        return int(n)
+        return len(gone)
 
 
 _local = threading.local()
