@@ -219,7 +219,7 @@ def _find_story(poller: Poller, db: store.Store, p: _Prepared, now: datetime) ->
     for c in candidates:
         if c.sig is not None:
             wanted |= c.sig.title | c.sig.lead
-    df, n_docs = db.document_frequencies(wanted)
+    df = db.document_frequencies(wanted)
     return dedupe.decide(entry, candidates, now=now, window=window, df=df, n_docs=n_docs)
 
 
@@ -229,6 +229,7 @@ def _store_entries(
     """Insert or update each entry, joining stories; inside the caller's transaction."""
     new = updated = merged = 0
     touched: set[int] = set()
+    n_docs = db.entry_count()
     for p in prepared:
         entry = p.entry
         existing = db.entry_by_key(entry.feed, entry.key)
@@ -240,7 +241,7 @@ def _store_entries(
                 updated += 1
                 _add_to_topics(db, existing.story_id, p.matches)
             continue
-        story_id = _find_story(poller, db, p, now)
+        story_id = _find_story(poller, db, p, now, n_docs)
         if story_id is None:
             story_id = db.new_story(entry.published, now, poller.host)
         else:

@@ -615,8 +615,12 @@ class Store:
             for e in (by_id[i] for i in ids if i in by_id)
         ]
 
-    def document_frequencies(self, terms: Iterable[str]) -> tuple[dict[str, int], int]:
-        """Stored-entry counts of these terms, and the number of stored entries."""
+    def entry_count(self) -> int:
+        """Stored entries (the N of IDF); read once per feed poll, not per entry."""
+        return int(self._one("SELECT count(*) FROM entries"))
+
+    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        """Stored-entry counts of these terms."""
         wanted = list(set(terms))
         df: dict[str, int] = {}
         for start in range(0, len(wanted), 500):
@@ -625,8 +629,7 @@ class Store:
             df.update(
                 self.conn.execute(f"SELECT term, n FROM term_df WHERE term IN ({marks})", chunk)
             )
-        n_docs = int(self._one("SELECT count(*) FROM entries"))
-        return df, n_docs
+        return df
 
     def story_feeds(self, story_id: int) -> set[str]:
         return {
