@@ -189,7 +189,9 @@ def _prepare(poller: Poller, entry: Entry, language: str | None) -> _Prepared:
     )
 
 
-def _find_story(poller: Poller, db: store.Store, p: _Prepared, now: datetime) -> int | None:
+def _find_story(
+    poller: Poller, db: store.Store, p: _Prepared, now: datetime, n_docs: int
+) -> int | None:
     """The story a new entry belongs to: same link or guid, else a near-duplicate."""
     entry = p.entry
     story_id = db.story_by_link(entry.canonical_link, entry.guid)
