@@ -290,3 +290,58 @@ def test_retention_prunes_old_entries_and_keeps_ids(server: FeedServer, make_con
         assert db.prune(now - cfg.database.keep) == 1
     assert rows(cfg, "SELECT key FROM entries") == [("new",)]
     assert rows(cfg, "SELECT uid FROM stories") == [(uid,)]
+
+
+def test_wire_copy_from_three_outlets_is_one_story_with_stable_id(
+    server: FeedServer, make_config: Make
+) -> None:
+    date = "Mon, 05 Jan 2026 10:00:00 GMT"
+    title = "Pakistan and Russia sign agreement on Pakistan Stream gas pipeline"
+    server.add("/dawn.xml", rss(item("d1", title, "http://dawn.example/1", date)).encode())
+    cfg = make_config(
+        [
+            ("dawn", server.url("/dawn.xml")),
+            ("tribune", server.url("/tribune.xml")),
+            ("app", server.url("/app.xml")),
+        ],
+        [{"slug": "all", "title": "All"}],
+    )
+    server.add("/tribune.xml", rss("").encode())
+    server.add("/app.xml", rss("").encode())
+    run_poll(cfg)
+    [(uid, link)] = rows(
+        cfg, "SELECT s.uid, e.link FROM stories s JOIN entries e ON e.story_id = s.id"
+    )
+    later = "Mon, 05 Jan 2026 11:00:00 GMT"
+    server.add(
+        "/tribune.xml",
+        rss(
+            item(
+                "t1",
+                "Pakistan, Russia sign agreement on Pakistan Stream gas pipeline",
+                "http://tribune.example/x",
+                later,
+            )
+        ).encode(),
+    )
+    server.add(
+        "/app.xml",
+        rss(
+            item(
+                "a1",
+                "Pakistan and Russia sign Pakistan Stream gas pipeline agreement",
+                "http://app.example/y",
+                later,
+            )
+        ).encode(),
+    )
+    results = run_poll(cfg)
+    assert results["tribune"].merged == 1 and results["app"].merged == 1
+    assert rows(cfg, "SELECT count(*) FROM stories") == [(1,)]
+    # The id and the primary (first outlet's) link did not change when others joined.
+    with store.Store(cfg.database.path) as db:
+        feed = db.topic_feed("all", "All", None, "http://x", 10, {})
+    [story] = feed.items
+    assert (story.id, story.link) == (uid, link)
+    assert {r.url for r in story.related} == {"http://tribune.example/x", "http://app.example/y"}
+    assert rows(cfg, "SELECT sum(merges) FROM feeds") == [(2,)]
