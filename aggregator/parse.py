@@ -97,14 +97,16 @@ def parse(
     if url:
         location = lower.get("content-location")
         response_headers["content-location"] = urljoin(url, location) if location else url
-    d = _feedparser(body, response_headers)
+    d = _feedparser(_fix_char_refs(body), response_headers, url)
     exc = d.get("bozo_exception")
     repair_note = None
     if isinstance(exc, feedparser.CharacterEncodingOverride):
         repaired = _repair_encoding(body, d)
         if repaired is not None:
             utf8, encoding = repaired
-            d = _feedparser(utf8, {**response_headers, "content-type": "application/xml"})
+            d = _feedparser(
+                _fix_char_refs(utf8), {**response_headers, "content-type": "application/xml"}, url
+            )
             exc = d.get("bozo_exception")
             repair_note = f"encoding: the declared one does not decode the body; read as {encoding}"
 
@@ -144,15 +146,54 @@ def _is_empty(entry: models.ParsedEntry) -> bool:
     return not (entry.guid or entry.link or entry.title or entry.summary or entry.content)
 
 
-def _feedparser(body: bytes, response_headers: Mapping[str, str]) -> Any:
+def _feedparser(body: bytes, response_headers: Mapping[str, str], url: str | None) -> Any:
     # sanitize_html=False: we sanitize once, at output, with nh3; feedparser's
     # sanitizer would cost time here and change what dedupe and topics see.
-    return feedparser.parse(
-        io.BytesIO(body),
-        response_headers=dict(response_headers),
-        resolve_relative_uris=True,
-        sanitize_html=False,
+    try:
+        return feedparser.parse(
+            io.BytesIO(body),
+            response_headers=dict(response_headers),
+            resolve_relative_uris=True,
+            sanitize_html=False,
+        )
+    except (ValueError, OverflowError, RecursionError) as e:
+        # feedparser's loose parser raises on input _fix_char_refs cannot see (a UTF-16
+        # body, say); a stranger's bytes must fail their own feed, not the poll.
+        raise ParseError(f"not a feed: {_describe(e)}", url) from None
+
+
+#: a numeric character reference, decimal or hex
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+
+
+def _xml_char(code: int) -> bool:
+    """Whether XML 1.0 allows the character (section 2.2, Char)."""
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
     )
+
+
+def _fix_char_refs(body: bytes) -> bytes:
+    """Replace references to characters XML forbids with U+FFFD, before feedparser.
+
+    When expat stops at `&#xD800;` feedparser's loose parser runs `chr(n).encode()` on
+    it, and a surrogate, a number past U+10FFFF or a 20-digit one raises straight out
+    of `feedparser.parse`: one item could crash the whole poll.
+    """
+    if b"&#" not in body:
+        return body
+
+    def fix(match: re.Match[bytes]) -> bytes:
+        hex_digits, digits = match.groups()
+        if len((hex_digits or digits).lstrip(b"0")) > 8:  # past U+10FFFF
+            return b"&#xFFFD;"
+        code = int(hex_digits, 16) if hex_digits else int(digits)
+        return match.group(0) if _xml_char(code) else b"&#xFFFD;"
+
+    return _CHAR_REF.sub(fix, body)
 
 
 # --- hostile XML ---------------------------------------------------------------
@@ -412,8 +453,17 @@ def _text(value: Any) -> str | None:
     return value or None
 
 
+#: characters XML 1.0 forbids: a feed's control characters or lone surrogates would make
+#: our own Atom/RSS output invalid, and a surrogate cannot even be stored as UTF-8
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _cut(value: str | None, limit: int) -> str | None:
-    return value[:limit] if value is not None and len(value) > limit else value
+    """Cut a text field to `limit` characters, without characters XML cannot carry."""
+    if value is None:
+        return None
+    value = value[:limit] if len(value) > limit else value
+    return _NOT_XML.sub("", value)
 
 
 def _unique(entries: list[models.ParsedEntry]) -> list[models.ParsedEntry]:
