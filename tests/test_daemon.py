@@ -469,4 +469,4 @@ def test_sigterm_stops_run_during_a_trickled_fetch(tmp_path: Path) -> None:
         fast = conn.execute("SELECT last_status FROM feeds WHERE name = 'fast'").fetchone()
     finally:
         conn.close()
-    assert fast[0] in (200, 304)
+    assert fast[0] in (200, 304), output
