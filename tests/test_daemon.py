@@ -10,6 +10,7 @@ not about how fast anything ran.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +19,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,7 @@ from aggregator import cli, config, daemon, poll, schedule, store, web
 from tests.conftest import toml_config
 from tests.feedserver import (
     FeedServer,
+    Handler,
     RecordedRequest,
     free_port,
     redirect,
@@ -96,6 +100,16 @@ def feed_row(cfg: config.Config, name: str) -> sqlite3.Row:
     return row
 
 
+def unavailable_for(seconds: int) -> Handler:
+    """503 with Retry-After as an HTTP date at least `seconds` ahead (whole seconds)."""
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        until = formatdate(math.ceil(time.time()) + seconds, usegmt=True)
+        status(503, {"Retry-After": until})(h)
+
+    return handler
+
+
 # -- one run, several outlets: 410, 429, 500, 301 and a polite 304 ---------------------------
 
 
@@ -122,6 +136,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MixedRun]:
         server.route("/gone", status(410))
         server.route("/limited", status(429, {"Retry-After": "3"}))
         server.route("/failing", status(500))
+        server.route("/unavailable", unavailable_for(3))
         server.route("/old", redirect(301, server.url("/new")))
         server.add("/new", rss("moved-1", "Karachi port opens a terminal"))
         server.add("/polite", rss("polite-1", "Moscow hosts a trade summit"))
@@ -131,6 +146,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MixedRun]:
                 ("gone", server.url("/gone")),
                 ("limited", server.url("/limited")),
                 ("failing", server.url("/failing")),
+                ("unavailable", server.url("/unavailable")),
                 ("moved", server.url("/old")),
                 ("polite", server.url("/polite")),
             ],
@@ -184,6 +200,23 @@ def test_429_retry_after_gets_no_request_before_it(mixed: MixedRun) -> None:
     row = feed_row(mixed.cfg, "limited")
     assert row["next_reason"] == "retry-after"
     assert row["failures"] == len(limited)
+
+
+def test_503_retry_after_as_an_http_date(mixed: MixedRun) -> None:
+    reqs = mixed.server.requests_for("/unavailable")
+    assert len(reqs) >= 2
+    for gap in gaps(reqs):
+        assert gap >= 3.0 - SLACK
+    assert feed_row(mixed.cfg, "unavailable")["next_reason"] == "retry-after"
+
+
+def test_retry_after_holds_back_the_feed_not_its_host(mixed: MixedRun) -> None:
+    """Every feed here is on one host: while one waits out Retry-After, another on the
+    same host is still polled every second."""
+    polite = [r.time for r in mixed.server.requests_for("/polite")]
+    limited = mixed.server.requests_for("/limited")
+    for a, b in zip(limited, limited[1:], strict=False):
+        assert sum(a.time < t < b.time for t in polite) >= 2
 
 
 def test_failing_feed_backs_off_exponentially(mixed: MixedRun) -> None:
@@ -263,6 +296,7 @@ def test_status_shows_next_poll_and_why(mixed: MixedRun) -> None:
         "gone": "gone",
         "limited": "retry-after",
         "failing": "backoff",
+        "unavailable": "retry-after",
         "moved": "interval",
         "polite": "interval",
     }
@@ -274,7 +308,8 @@ def test_healthz_names_the_gone_and_the_failing(mixed: MixedRun) -> None:
     assert resp.status_code == 200
     body = resp.get_json()
     assert body["feeds_gone"] == ["gone"]
-    assert sorted(f["feed"] for f in body["feeds_failing"]) == ["failing", "limited"]
+    failing = sorted(f["feed"] for f in body["feeds_failing"])
+    assert failing == ["failing", "limited", "unavailable"]
 
 
 # -- one host, many feeds ----------------------------------------------------------------------
