@@ -463,7 +463,9 @@ def product_clusters(items: Sequence[Item], round_hours: float = 6.0) -> dict[st
         (folder / "feeds").mkdir()
         server.serve_dir("/feeds", folder / "feeds")
         base = server.base_url
-        feeds = [{"name": name[p], "url": f"{base}/feeds/{name[p]}.xml", "title": p} for p in pubs]
+        feeds: list[dict[str, object]] = [
+            {"name": name[p], "url": f"{base}/feeds/{name[p]}.xml", "title": p} for p in pubs
+        ]
         topic = {"slug": "all", "title": "All", "limit": 10_000}
         text = toml_config(
             feeds,
