@@ -182,7 +182,7 @@ def case_backoff() -> None:
         "500 every time: interval 1s, gaps ~1, ~2, ~4, ~8s (x0.8-1.2 jitter, never under 1s)",
         {"/failing": status(500)},
         [("failing", "/failing")],
-        16,
+        18,
     )
 
 
