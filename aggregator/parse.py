@@ -29,7 +29,9 @@ Hostile input, decided by test (tests/test_parse.py):
 - **Empty items** (no guid, link, title or text: a stray `<item />` nested in
   another item) are dropped.
 - **Size:** at most `max_entries` entries (newest kept), each text field cut to
-  `max_field` characters, duplicate guids dropped (first occurrence kept).
+  `max_field` characters, duplicate guids dropped (first occurrence kept). A body
+  with more than twice `max_entries` items is trimmed to the newest of them before
+  feedparser runs (`_trim`), so 100,000 items cost about a second, not half a minute.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def parse(
     if url:
         location = lower.get("content-location")
         response_headers["content-location"] = urljoin(url, location) if location else url
-    d = _feedparser(_fix_char_refs(body), response_headers, url)
+    body = _fix_char_refs(_trim(body, max_entries))
+    d = _feedparser(body, response_headers, url)
     exc = d.get("bozo_exception")
     repair_note = None
     if isinstance(exc, feedparser.CharacterEncodingOverride):
@@ -245,6 +248,113 @@ def _screen_doctype(body: bytes, url: str | None) -> None:
             refusal.append("an entity in a prolog expat cannot read")
     if refusal:
         raise ParseError(f"refused: DOCTYPE declares {refusal[0]}", url)
+
+
+# --- too many entries ------------------------------------------------------------
+
+#: the start of an item or entry element, any namespace prefix
+_ITEM_START = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?(?:item|entry))(?=[\s/>])")
+#: the first date element inside an item, and its text
+_ITEM_DATE = re.compile(
+    rb"<(?:[A-Za-z_][\w.-]*:)?(?:pubDate|published|updated|date|issued|modified)(?=[\s>])"
+    rb"[^>]*>\s*(?:<!\[CDATA\[)?\s*([^<\]]{1,80})"
+)
+
+
+def _trim(body: bytes, max_entries: int) -> bytes:
+    """Drop all but the newest 2 x `max_entries` items before feedparser sees the body.
+
+    feedparser costs about 0.25 ms and a few kB per entry, so a 16 MB feed of 100,000
+    tiny items took 26 s of CPU (holding the GIL) and 375 MB. A byte-level scan keeps
+    the newest items (by their first date element; undated ones after dated ones, as
+    `_cap` orders them) and everything between items, so feedparser still does the
+    real parse, on at most twice the cap. The margin leaves room for the duplicates
+    and empty items dropped later. ASCII-compatible encodings only: a UTF-16 body is
+    left whole.
+    """
+    keep = 2 * max_entries
+    head = body[:4]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
+        return body
+    count = 0
+    for _ in _ITEM_START.finditer(body):
+        count += 1
+        if count > keep:
+            break
+    else:
+        return body
+    spans = _item_spans(body)
+    if spans is None or len(spans) <= keep:
+        return body
+    floor = datetime.min.replace(tzinfo=UTC)
+    order = sorted(
+        range(len(spans)),
+        key=lambda i: (spans[i][2] is not None, spans[i][2] or floor, -i),
+        reverse=True,
+    )
+    kept = set(order[:keep])
+    out = bytearray()
+    position = 0
+    for i, (start, end, _) in enumerate(spans):
+        out += body[position:start]
+        if i in kept:
+            out += body[start:end]
+        position = end
+    out += body[position:]
+    return bytes(out)
+
+
+def _item_spans(body: bytes) -> list[tuple[int, int, datetime | None]] | None:
+    """(start, end, date) of each top-level item; None when the markup is too broken.
+
+    An item never closed ends where the next one starts. bytes.find, not one regex
+    with a lazy `.*?`, and a find that failed is never repeated: either would rescan
+    to the end of the body for every unclosed item, quadratic in a hostile body.
+    """
+    spans: list[tuple[int, int, datetime | None]] = []
+    position = 0
+    unclosed_from: dict[bytes, int] = {}
+    while (match := _ITEM_START.search(body, position)) is not None:
+        start = match.start()
+        name = match.group(1)
+        gt = body.find(b">", match.end())
+        if gt < 0:
+            return None
+        close_gt = -1
+        if body[gt - 1 : gt] == b"/":
+            close_gt = gt
+        elif gt < unclosed_from.get(name, len(body)):
+            close = body.find(b"</" + name, gt)
+            close_gt = body.find(b">", close) if close >= 0 else -1
+            if close_gt < 0:
+                unclosed_from[name] = gt
+        if close_gt >= 0:
+            end = close_gt + 1
+        else:
+            following = _ITEM_START.search(body, gt)
+            end = following.start() if following else max(gt + 1, body.rfind(b"</"))
+        date = _ITEM_DATE.search(body, start, end)
+        spans.append((start, end, _loose_date(date.group(1)) if date else None))
+        position = end
+    return spans
+
+
+def _loose_date(raw: bytes) -> datetime | None:
+    """An RFC 822 or ISO 8601 date, aware UTC, for ordering only (None if neither)."""
+    text = raw.decode("ascii", "replace").strip()
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return _sane(parsed.astimezone(UTC))
+    except (OverflowError, ValueError):
+        return None
 
 
 # --- encodings -----------------------------------------------------------------
