@@ -7,6 +7,7 @@ feed never makes a command fail. No logic lives here beyond wiring.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
 import sys
@@ -172,7 +173,7 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
         width = max((len(f.name) for f in feeds), default=4)
         show_progress = sys.stderr.isatty() and len(feeds) > 1
         with click.progressbar(
-            results, length=len(feeds), file=sys.stderr if show_progress else _Null()
+            results, length=len(feeds), file=sys.stderr if show_progress else io.StringIO()
         ) as bar:
             for r in bar:
                 totals["new"] += r.new
@@ -193,17 +194,6 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
             f"merged={totals['merged']} errors={totals['errors']} "
             f"in {time.monotonic() - started:.2f}s"
         )
-
-
-class _Null:
-    def write(self, _: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
 
 
 class _poll_lock:

@@ -61,7 +61,8 @@ def export_feeds(config: Config) -> bytes:
         SubElement(
             body, "outline", type="rss", text=f.display_name, title=f.display_name, xmlUrl=f.url
         )
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + tostring(opml, encoding="utf-8")
+    data: bytes = tostring(opml, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + data
 
 
 def import_into_config(path: Path, data: bytes, config: Config) -> list[tuple[str, str]]:

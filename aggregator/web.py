@@ -110,7 +110,8 @@ def create_app(config: Config) -> Flask:
         if r.last_modified is not None:
             resp.last_modified = r.last_modified
         resp.headers["Cache-Control"] = CACHE_CONTROL
-        return resp.make_conditional(request)
+        resp.make_conditional(request)  # turns it into a 304 in place when it applies
+        return resp
 
     @app.get("/topics.opml")
     def topics_opml() -> Response:
@@ -119,7 +120,8 @@ def create_app(config: Config) -> Flask:
         resp = Response(body, content_type="text/x-opml; charset=utf-8")
         resp.add_etag()
         resp.headers["Cache-Control"] = CACHE_CONTROL
-        return resp.make_conditional(request)
+        resp.make_conditional(request)  # turns it into a 304 in place when it applies
+        return resp
 
     @app.get("/healthz")
     def healthz() -> Response:
