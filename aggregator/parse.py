@@ -363,8 +363,16 @@ _LATIN_ACCENTED = re.compile(r"[\u00c0-\u00ff]")
 _LETTERS = re.compile(r"[^\W\d_]")
 
 
+_MARKUP = re.compile(r"<[^>]*>")
+
+
 def _mojibake_ratio(text: str) -> float:
-    """Share of letters that are accented Latin-1 letters: high for cp1251 read as cp1252."""
+    """Share of letters that are accented Latin-1 letters: high for cp1251 read as cp1252.
+
+    Counted outside tags: element names are ASCII letters, and in a short feed they
+    outnumber the text enough to hide the mojibake.
+    """
+    text = _MARKUP.sub(" ", text)
     letters = len(_LETTERS.findall(text))
     return len(_LATIN_ACCENTED.findall(text)) / letters if letters else 0.0
 
