@@ -270,3 +270,37 @@ def test_pairs_meet_target() -> None:
     assert acc >= 0.90
     # measured 0.902: the hard negatives here are same-subject stories
     assert prec >= 0.90
+
+
+def test_through_the_product_clusters_as_in_process() -> None:
+    """Served feeds, the real poll and store, the published topic feed: the same decisions."""
+    ev = _bench()
+    at = datetime(2014, 3, 10, 17, 0, tzinfo=UTC)
+    rows = [
+        ("a1", "Reuters", "Sbarro files for Chapter 11 bankruptcy protection again", 0),
+        ("a2", "CNN Money", "Pizza chain Sbarro files for bankruptcy again", 1),
+        ("a3", "Forbes", "Sbarro files for bankruptcy protection for the second time", 2),
+        ("b1", "Reuters", "Apple releases iOS 7.1 with CarPlay", 3),
+        ("b2", "The Verge", "Apple releases iOS 7.1 with CarPlay and Siri fixes", 4),
+        ("c1", "CNN Money", "China stocks sink on weak export data", 5),
+    ]
+    items = [
+        ev.Item(i, pub, title, "", at + timedelta(minutes=20 * n)) for i, pub, title, n in rows
+    ]
+    pred = ev.product_clusters(items, round_hours=1.0)
+    gold = {i: i[0] for i, *_ in rows}
+    expected = ev.cluster_items(
+        [
+            {
+                "id": it.id,
+                "publisher": it.publisher,
+                "title": it.title,
+                "published": it.published.isoformat(),
+            }
+            for it in items
+        ]
+    )
+    assert ev.pairwise(pred, expected) == (1.0, 1.0, 1.0)
+    assert ev.pairwise(pred, gold)[0] == 1.0
+    assert pred["a1"] == pred["a2"] == pred["a3"] and pred["b1"] == pred["b2"]
+    assert len({pred["a1"], pred["b1"], pred["c1"]}) == 3
