@@ -134,7 +134,13 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
     entries = [
         normalize.normalize(p, feed.name, now, base_url=fetched.final_url) for p in parsed.entries
     ]
-    prepared = [_prepare(poller, e, parsed.language) for e in entries]
+    # Most of a changed feed's items are the ones already stored: topic matching and
+    # dedupe keys are the costly part of an entry, so only new and edited ones pay it.
+    # (Only this feed's poll writes this feed's entries, so the read stays true.)
+    stored = db.entry_hashes(feed.name)
+    prepared = [
+        _prepare(poller, e, parsed.language) for e in entries if stored.get(e.key) != e.content_hash
+    ]
     with db.write():
         new, updated, merged = _store_entries(poller, db, prepared, now)
         outcome = schedule.Outcome.from_fetch(

@@ -443,6 +443,13 @@ class Store:
 
     # -- entries and stories -------------------------------------------------
 
+    def entry_hashes(self, feed: str) -> dict[str, str]:
+        """key -> content hash of every stored entry of a feed, read before the write
+        transaction so that `poll` prepares only new and edited entries."""
+        return dict(
+            self.conn.execute("SELECT key, content_hash FROM entries WHERE feed = ?", (feed,))
+        )
+
     def entry_by_key(self, feed: str, key: str) -> StoredEntry | None:
         row = self.conn.execute(
             "SELECT id, story_id, content_hash, title FROM entries WHERE feed = ? AND key = ?",
