@@ -274,6 +274,11 @@ def deep_xml() -> bytes:
     return rss(item("deep", "Deep", description="<x>" * 100_000 + "</x>" * 100_000))
 
 
+def many_attributes(encoding: str = "utf-8") -> bytes:
+    attributes = " ".join(f'a{i}="v"' for i in range(80_000))
+    return rss(f"<item {attributes}><guid>attrs</guid><title>x</title></item>", encoding=encoding)
+
+
 def html_page() -> bytes:
     return b"<!doctype html><html><head><title>Not a feed</title></head><body>Hello</body></html>"
 
@@ -306,6 +311,24 @@ def _garbage_status(h: BaseHTTPRequestHandler) -> None:
 def _not_http(h: BaseHTTPRequestHandler) -> None:
     h.close_connection = True
     h.wfile.write(b"\x00\xff" * 1000)
+
+
+def _endless_continue(h: BaseHTTPRequestHandler) -> None:
+    """1xx interim responses, as fast as the client reads, never a final one."""
+    h.close_connection = True
+    try:
+        while not h.server.owner.stopping.is_set():  # type: ignore[attr-defined]
+            h.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 64)
+    except OSError:
+        return
+
+
+def _raw(head: bytes, body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.close_connection = True
+        h.wfile.write(head + b"\r\n\r\n" + body)
+
+    return handler
 
 
 def _encoded(data: bytes, encoding: str) -> Callable[[BaseHTTPRequestHandler], None]:
@@ -433,6 +456,10 @@ def attacks() -> list[Attack]:
         Attack("bad HTTP", "/garbage-status", r"connection failed|request failed"),
         Attack("bad HTTP", "/not-http", r"connection failed|request failed"),
         Attack("bad HTTP", "/server-error", r"HTTP 500"),
+        Attack("bad HTTP", "/endless-continue", r"timed out|connection failed|request failed"),
+        Attack("bad HTTP", "/bad-content-length", r"connection failed|request failed|mid-body"),
+        Attack("bad HTTP", "/bad-chunks", r"connection failed|mid-body|closed"),
+        Attack("bad HTTP", "/status-999", r"HTTP 999"),
         Attack("redirect", "/loop-a", r"redirect loop"),
         Attack("redirect", "/chain/0", r"too many redirects"),
         Attack("redirect", "/five/0", None, check=_expect_titles({"Five hops away"})),
@@ -444,6 +471,8 @@ def attacks() -> list[Attack]:
         Attack("redirect", "/to-private", r"redirect to 10\.0\.0\.1.*private.*refused"),
         Attack("redirect", "/to-unspecified", r"reserved address: refused"),
         Attack("redirect", "/to-gopher", r"redirect to gopher: refused"),
+        Attack("redirect", "/to-scheme-relative", r"link-local address: refused"),
+        Attack("redirect", "/to-decimal-link-local", r"link-local address: refused"),
         Attack("redirect", "/to-data", r"redirect to data: refused"),
         Attack("redirect", "/no-location", r"redirect without Location"),
         Attack("invalid XML", "/invalid-chars", None, check=_check_no_control_chars),
@@ -451,6 +480,8 @@ def attacks() -> list[Attack]:
         Attack("invalid XML", "/char-refs-utf16", r"not a feed"),
         Attack("invalid XML", "/json-bad-chars", None, check=_check_no_control_chars),
         Attack("invalid XML", "/deep-xml", None, check=_check_readable),
+        Attack("invalid XML", "/many-attributes", r"refused: an element with 80000 attributes"),
+        Attack("invalid XML", "/many-attributes-sjis", r"refused: an element with 80000"),
         Attack("invalid XML", "/deep-json", r"not a feed: broken JSON"),
         Attack("invalid XML", "/html-page", r"not a feed"),
         Attack("invalid XML", "/binary", r"not a feed"),
@@ -492,6 +523,18 @@ def attacks() -> list[Attack]:
             options={"allow_private": True},
             url=_named_host_url,
             check=_expect_titles({"Served on a private name"}),
+        ),
+        Attack(
+            "private address",
+            "/good-elsewhere",
+            r"resolves to 127\.0\.0\.1 \(loopback address\)",
+            url=lambda s: f"http://2130706433:{s.port}/good-elsewhere",
+        ),
+        Attack(
+            "private address",
+            "/good-elsewhere",
+            r"resolves to 127\.0\.0\.1 \(loopback address\)",
+            url=lambda s: f"http://0x7f.1:{s.port}/good-elsewhere",
         ),
         Attack(
             "file: feed", "/missing", r"no such file", url=lambda s: "file:///nonexistent/feed.xml"
@@ -576,6 +619,18 @@ def install(server: FeedServer, canary_hits: list[str]) -> None:
     server.route("/char-refs-utf16", content(char_refs_utf16()))
     server.route("/json-bad-chars", content(json_bad_chars(), content_type="application/json"))
     server.route("/deep-xml", content(deep_xml()))
+    server.route("/many-attributes", content(many_attributes()))
+    server.route("/many-attributes-sjis", content(many_attributes("shift_jis")))
+    server.route("/endless-continue", _endless_continue)
+    server.route(
+        "/bad-content-length", _raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10, 20", b"<rss/>")
+    )
+    server.route(
+        "/bad-chunks", _raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", b"zz\r\n<rss/>")
+    )
+    server.route("/status-999", _raw(b"HTTP/1.1 999 Whatever", b""))
+    server.route("/to-scheme-relative", redirect(302, "//169.254.169.254/latest/meta-data/"))
+    server.route("/to-decimal-link-local", redirect(302, "http://2852039166/latest/meta-data/"))
     server.route("/deep-json", content(deep_json(), content_type="application/feed+json"))
     server.route("/html-page", content(html_page(), content_type="text/html"))
     server.route("/binary", content(os.urandom(4096), content_type="application/octet-stream"))
