@@ -210,6 +210,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, migrate: bool = True) -> None:
         self.path = Path(path)
+        self._write_lock = _writer_lock(self.path)
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,15 +252,26 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Store]:
-        """One short write transaction; rolled back whole on any error."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One short write transaction; rolled back whole on any error.
+
+        Writers of this process queue on a lock before SQLite's: a thread waiting in
+        SQLite's busy handler sleeps and polls (up to 100 ms a turn), so with many poll
+        threads the database sat idle between transactions. Other processes still
+        wait through the busy timeout.
+        """
+        if not self._write_lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError("database is locked (by a writer of this process)")
         try:
-            yield self
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+        finally:
+            self._write_lock.release()
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()
@@ -841,6 +853,20 @@ class Store:
 
 
 _local = threading.local()
+
+
+_writer_locks: dict[str, threading.RLock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    """The process-wide lock of one database file (re-entrant, as SQLite's is not)."""
+    key = str(path) if str(path) == ":memory:" else str(path.resolve())
+    with _writer_locks_guard:
+        lock = _writer_locks.get(key)
+        if lock is None:
+            lock = _writer_locks[key] = threading.RLock()
+        return lock
 
 
 def for_thread(path: Path) -> Store:
