@@ -131,11 +131,31 @@ def test_outside_window_never_joined() -> None:
     title = "Sbarro files for Chapter 11 bankruptcy protection again"
     old = dedupe.Candidate(5, frozenset({"old"}), title, title, T0 - timedelta(hours=49))
     assert dedupe.decide(entry(title), [old], now=T0, window=WINDOW) is None
-    assert dedupe.decide(entry(title), [old], now=T0, window=timedelta(hours=50)) == 5
+    assert dedupe.decide(entry(title), [old], now=T0, window=timedelta(hours=200)) == 5
     # a feed's future date does not stretch the window: `now` bounds it
     future = entry(title, at=T0 + timedelta(days=30))
     recent = dedupe.Candidate(6, frozenset({"old"}), title, title, T0 - timedelta(hours=1))
     assert dedupe.decide(future, [recent], now=T0, window=WINDOW) == 6
+
+
+def test_distance_in_time_needs_more_similarity() -> None:
+    # the same headline a day and a half later is the next edition of a recurring item
+    title = "Stocks slip on weak China data"
+    for hours, joined in ((2, True), (12, True), (36, False)):
+        old = cand(5, title, at=T0 - timedelta(hours=hours - 1))
+        assert (dedupe.decide(entry(title), [old], now=T0, window=WINDOW) == 5) is joined, hours
+    # a rewrite (fewer shared words) must follow its story sooner
+    new, rewrite = "Flappy Bird creator says the game could return", "Flappy Bird may return"
+    assert dedupe.decide(entry(new), [cand(5, rewrite)], now=T0, window=WINDOW) == 5
+    late = cand(5, rewrite, at=T0 - timedelta(hours=29))
+    assert dedupe.decide(entry(new), [late], now=T0, window=WINDOW) is None
+    # the fading follows the configured window: a wider window keeps matches longer
+    old = cand(5, title, at=T0 - timedelta(hours=29))
+    assert dedupe.decide(entry(title), [old], now=T0, window=WINDOW) is None
+    assert dedupe.decide(entry(title), [old], now=T0, window=2 * WINDOW) == 5
+    # a zero window compares only entries of the same instant, and does not fail
+    same = dedupe.Candidate(5, frozenset({"old"}), title, title, T0)
+    assert dedupe.decide(entry(title), [same], now=T0, window=timedelta(0)) == 5
 
 
 def test_decision_is_deterministic() -> None:
