@@ -9,6 +9,11 @@ The in-process mode runs the same logic the store runs: every item, in published
 order, is indexed under `dedupe.index_keys`; its candidates are the stored entries
 sharing a key and published within the window; `dedupe.decide` picks the story.
 Document frequencies are counted over `dedupe.terms` of the entries stored so far.
+`--stability N` adds N publisher orders (`poll_order`: 6h rounds, publishers in a
+shuffled order, as the product's poll threads store them) and N full shuffles,
+and prints the range of the publisher orders' figures: the product's figures lie
+in it. The pairs are judged with document frequencies over the whole file, then
+as stored so far (a young store, as `--through-product` sees them).
 The metric functions (`pairwise`, `bcubed`, `wrongly_merged`, `pair_scores`) take
 plain mappings so the through-the-product mode can reuse them.
 
@@ -268,27 +273,67 @@ def load_pairs(path: Path) -> list[tuple[str, str, str, str, bool]]:
     ]
 
 
-def judge_pairs(pairs: Sequence[tuple[str, str, str, str, bool]]) -> list[bool]:
-    """Would the second article join the first's story? df over every text in the file.
+def judge_pairs(
+    pairs: Sequence[tuple[str, str, str, str, bool]], as_stored: bool = False
+) -> list[bool]:
+    """Would the second article join the first's story?
 
-    The store would hold many other articles; the other pairs of the file stand in
-    for them. The second must also share an index key with the first to be fetched.
+    By default the document frequencies count every text in the file: the store
+    would hold many other articles, and the other pairs of the file stand in for
+    them. With `as_stored`, they count only the articles before the second one
+    (pair by pair, the first before the second, which comes an hour later), as
+    `--through-product` stores them: a young store's frequencies. The second must
+    also share an index key with the first to be fetched.
     """
     df: Counter[str] = Counter()
-    for t1, x1, t2, x2, _ in pairs:
-        df.update(dedupe.terms(t1, f"{t1}\n{x1}"))
-        df.update(dedupe.terms(t2, f"{t2}\n{x2}"))
-    n_docs = 2 * len(pairs)
+    if not as_stored:
+        for t1, x1, t2, x2, _ in pairs:
+            df.update(dedupe.terms(t1, f"{t1}\n{x1}"))
+            df.update(dedupe.terms(t2, f"{t2}\n{x2}"))
+    n_docs = 0 if as_stored else 2 * len(pairs)
     at = datetime(2020, 1, 1, tzinfo=UTC)
+    later = at + timedelta(hours=1) if as_stored else at
     out = []
     for t1, x1, t2, x2, _ in pairs:
         first = make_entry("first", t1, x1, at, "1")
-        second = make_entry("second", t2, x2, at, "2")
+        second = make_entry("second", t2, x2, later, "2")
+        if as_stored:
+            df.update(dedupe.terms(t1, first.text))
+            n_docs += 1
         shared = set(dedupe.index_keys(t1, first.text)) & set(dedupe.index_keys(t2, second.text))
         cand = dedupe.Candidate(1, frozenset({"first"}), t1, first.text, at)
-        story = dedupe.decide(second, [cand], now=at, window=WINDOW, df=df, n_docs=n_docs)
+        story = dedupe.decide(second, [cand], now=later, window=WINDOW, df=df, n_docs=n_docs)
         out.append(len(shared) >= dedupe.MIN_SHARED_KEYS and story == 1)
+        if as_stored:
+            df.update(dedupe.terms(t2, second.text))
+            n_docs += 1
     return out
+
+
+def poll_order(
+    items: Sequence[Mapping[str, str]], seed: int, round_hours: float = 6.0
+) -> list[Mapping[str, str]]:
+    """`items` (sorted by time) in an order the product may store them.
+
+    A poller running every `round_hours` stores each round's items publisher by
+    publisher, in whatever order its threads finish (shuffled with `seed`), each
+    publisher's items oldest first; times are unchanged.
+    """
+    rng = random.Random(seed)
+    pubs = sorted({it["publisher"] for it in items})
+    rng.shuffle(pubs)
+    rank = {p: i for i, p in enumerate(pubs)}
+    start = _parse_time(items[0]["published"])
+    step = timedelta(hours=round_hours)
+
+    def key(it: Mapping[str, str]) -> tuple[int, int, str]:
+        return (
+            int((_parse_time(it["published"]) - start) / step),
+            rank[it["publisher"]],
+            it["published"],
+        )
+
+    return sorted(items, key=key)
 
 
 # ---------------------------------------------------------------- modes
@@ -313,32 +358,35 @@ def run_dev(path: Path, stability: int) -> dict[str, float]:
     rep = cluster_report(pred, gold)
     print(f"{path.name}: {len(items)} items, {dt:.2f}s")
     print("  " + _fmt(rep))
+    polled: list[dict[str, float]] = []
     for seed in range(stability):
-        rng = random.Random(seed)
         # another poll order: publishers polled in a random order, each one's items
         # arriving together in batches of one poll round (6h), times unchanged
-        pubs = sorted({it["publisher"] for it in items})
-        rng.shuffle(pubs)
-        rank = {p: i for i, p in enumerate(pubs)}
-        start = _parse_time(items[0]["published"])
-
-        def round_of(it: Mapping[str, str], start: datetime = start) -> int:
-            return int((_parse_time(it["published"]) - start) / timedelta(hours=6))
-
-        by_pub = sorted(
-            items, key=lambda it: (round_of(it), rank[it["publisher"]], it["published"])
-        )
+        by_pub = poll_order(items, seed)
         shuffled = list(items)
-        rng.shuffle(shuffled)
+        random.Random(seed).shuffle(shuffled)
         for name, order in (("publisher order", by_pub), ("fully shuffled", shuffled)):
             other = cluster_items(order)
             near = pairwise(other, pred)[2]
             r2 = cluster_report(other, gold)
+            if order is by_pub:
+                polled.append(r2)
             print(
                 f"  stability seed {seed} {name}: pairwise F1 vs time order {near:.4f};"
                 f" B3 F1 {r2['bcubed_f1']:.4f}, P {r2['pairwise_p']:.4f},"
                 f" wrongly merged {r2['wrongly_merged']}"
             )
+    if polled:
+        lo_hi = {
+            k: (min(r[k] for r in polled), max(r[k] for r in polled))
+            for k in ("pairwise_p", "bcubed_f1", "wrongly_merged")
+        }
+        print(
+            f"  publisher orders ({len(polled)}, as the product polls):"
+            f" pairwise P {lo_hi['pairwise_p'][0]:.4f}-{lo_hi['pairwise_p'][1]:.4f},"
+            f" B3 F1 {lo_hi['bcubed_f1'][0]:.4f}-{lo_hi['bcubed_f1'][1]:.4f},"
+            f" wrongly merged {lo_hi['wrongly_merged'][0]:.0f}-{lo_hi['wrongly_merged'][1]:.0f}"
+        )
     return rep
 
 
@@ -362,6 +410,15 @@ def run_pairs(folder: Path) -> dict[str, tuple[float, float, float]]:
     out["all"] = (acc, prec, rec)
     print(
         f"pairs, all: {len(allg)} pairs, accuracy {acc:.3f} precision {prec:.3f} recall {rec:.3f}"
+    )
+    young: list[bool] = []
+    for path in sorted(folder.glob("*.tsv")):
+        young += judge_pairs(load_pairs(path), as_stored=True)
+    acc, prec, rec = pair_scores(young, allg)
+    out["as stored"] = (acc, prec, rec)
+    print(
+        f"pairs, df as stored so far (as --through-product): accuracy {acc:.3f}"
+        f" precision {prec:.3f} recall {rec:.3f}"
     )
     return out
 
