@@ -227,6 +227,14 @@ def test_russian_endings_meet() -> None:
     assert dedupe.tokens("сладкого") != dedupe.tokens("сахара")
 
 
+def test_inflected_stopwords_are_not_terms() -> None:
+    # "getting" and "updates" say no more than "get" and "update", listed as stopwords
+    assert dedupe.tokens("BioWare getting Anthem updates, reported") == dedupe.tokens(
+        "BioWare Anthem"
+    )
+    assert dedupe.tokens("Anthem") == ["anthem"]
+
+
 def test_keys_and_signature() -> None:
     title = "The Bank of England says the pound and the euro are stable"
     keys = dedupe.index_keys(
