@@ -118,7 +118,7 @@ def test_serving_never_fails_while_polls_write(tmp_path: Path, collected: _Colle
         http = create_server(web.create_app(cfg), host="127.0.0.1", port=0, threads=8)
         thread = threading.Thread(target=http.run, daemon=True)
         thread.start()
-        base = f"http://127.0.0.1:{http.effective_port}"  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{http.effective_port}"
         stop = threading.Event()
         polls: list[int] = []
         bad_results: list[object] = []

@@ -101,7 +101,9 @@ def site(tmp_path: Path) -> Iterator[tuple[FeedServer, Path]]:
         for f in range(FEEDS):
             server.route(f"/f{f}", content(rss(f, OLD)))
         server.route("/slow", trickle(rss(99, 1), interval=0.01))
-        feeds = [{"name": f"f{f}", "url": server.url(f"/f{f}")} for f in range(FEEDS)]
+        feeds: list[dict[str, object]] = [
+            {"name": f"f{f}", "url": server.url(f"/f{f}")} for f in range(FEEDS)
+        ]
         feeds.append({"name": "slow", "url": server.url("/slow")})
         path = tmp_path / "aggregator.toml"
         path.write_text(

@@ -850,7 +850,9 @@ def test_every_attack_in_one_poll(hostile: Hostile, tmp_path: Path) -> None:
     """All the failing attacks at once, in one poll with the good feeds: the poll still
     ends in bounded time, and every outcome is stored for its own feed."""
     failing = [a for a in ATTACKS if a.error and a.url is None]
-    feeds = [{"name": f"h{n}", "url": hostile.server.url(a.path)} for n, a in enumerate(failing)]
+    feeds: list[dict[str, object]] = [
+        {"name": f"h{n}", "url": hostile.server.url(a.path)} for n, a in enumerate(failing)
+    ]
     path = write_config(tmp_path, hostile.server, hostile.archive, feeds, polling="concurrency = 8")
     run = run_poll(path, timeout=TIME_BOUND_S * 3)
     assert run.returncode == 0, run.output
@@ -1162,11 +1164,11 @@ def xss_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 content_type="text/xml; charset=utf-7",
             ),
         )
-        feeds = [
+        feeds: list[dict[str, object]] = [
             {"name": n, "url": server.url(f"/{n}"), "title": f"{XSS} outlet {n}"}
             for n in ("rss", "atom", "json", "utf7")
         ]
-        topics = [
+        topics: list[dict[str, object]] = [
             {"slug": "x", "title": f"Topic {XSS}", "limit": 200},
             {"slug": "q", "title": "Queried", "query": "alert OR script OR story"},
         ]
@@ -1183,7 +1185,7 @@ def xss_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     thread = threading.Thread(target=http.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{http.effective_port}", path  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{http.effective_port}", path
     finally:
         http.close()
         thread.join(timeout=5)
@@ -1264,10 +1266,9 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
     archive = folder / "feed.xml"
     archive.write_bytes(rss(GOOD_ITEMS))
     path = folder / "aggregator.toml"
+    feeds: list[dict[str, object]] = [{"name": "good", "url": archive.as_uri()}]
     path.write_text(
-        toml_config(
-            [{"name": "good", "url": archive.as_uri()}], [{"slug": "news", "title": "News"}]
-        ),
+        toml_config(feeds, [{"slug": "news", "title": "News"}]),
         encoding="utf-8",
     )
     run = run_poll(path)
@@ -1276,7 +1277,7 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
     http = create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=http.run, daemon=True)
     thread.start()
-    port = int(http.effective_port)  # type: ignore[union-attr]
+    port = int(http.effective_port)
     try:
         yield f"http://127.0.0.1:{port}", port, folder
     finally:
