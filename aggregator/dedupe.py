@@ -35,7 +35,9 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    outlets' headlines on one event often share a word or two, but each names
    the same people, places and figures in its text. This moved the pairs set
    from 0.853 to 0.907 where no cosine variant (term frequencies, longer lead,
-   title boost) passed 0.87.
+   title boost) passed 0.87. A headline of fewer than `CROSS_MIN_TITLE` terms
+   gets no containment score: two generic words are found in many articles (one
+   wrong pair of the set, a programme teaser, went with it: 0.907 -> 0.920).
    Headlines that are the same words with different numbers ("Прогноз погоды на
    8 ноября" / "на 16 ноября") never join: a recurring item, not a rewrite.
 4. Every score is divided by `1 + (distance / (DECAY * window))^2` (24h for
@@ -100,6 +102,9 @@ MIN_SHARED = 2
 CROSS_THRESHOLD = 0.56
 #: ...counting only when each title has at least this many terms found in the other
 CROSS_MIN_SHARED = 2
+#: ...and only between headlines of at least this many terms: two words ("WATCH: On
+#: 'Trackers' this Sunday") name too little for finding them elsewhere to be evidence
+CROSS_MIN_TITLE = 3
 #: Russian terms are cut to this many letters after stemming (the stemmer leaves
 #: adjective and participle endings that differ between outlets: сладкого/сладких)
 RU_PREFIX = 5
@@ -382,6 +387,8 @@ def _cross(a: Signature, b: Signature, w: Mapping[str, float]) -> float:
     a_all, b_all = a.title | a.lead, b.title | b.lead
     a_in_b, b_in_a = a.title & b_all, b.title & a_all
     if min(len(a_in_b), len(b_in_a)) < CROSS_MIN_SHARED:
+        return 0.0
+    if min(len(a.title), len(b.title)) < CROSS_MIN_TITLE:
         return 0.0
     x = sum(w[t] for t in a_in_b) / sum(w[t] for t in a.title)
     y = sum(w[t] for t in b_in_a) / sum(w[t] for t in b.title)

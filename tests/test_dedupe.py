@@ -222,6 +222,22 @@ def test_headline_reported_in_the_other_article_joins() -> None:
     assert dedupe.decide(e, [other], now=T0, window=WINDOW) is None
 
 
+def test_two_word_headline_found_in_an_article_is_no_evidence() -> None:
+    # the teaser's two words are in the article, and the article's cast and series in
+    # the teaser: containment would join them, but two words name too little
+    body = (
+        "Trackers returns this Sunday. Filming moved from Cape Town to the Karoo, where "
+        "temperatures passed forty degrees; the producers hired local crews, rebuilt a "
+        "farmhouse, trained horses and wrote two extra episodes after the broadcaster "
+        "ordered a longer run. Critics praised the pilot's photography and its score."
+    )
+    e = entry("Trackers this Sunday", "A teaser: the cast of the series.")
+    c = cand(7, "Cast of the series talks about the desert shoot", body)
+    a, b = dedupe.signature(e.title, e.text), dedupe.signature(c.title, c.text)
+    assert len(a.title) < dedupe.CROSS_MIN_TITLE and a.title <= b.title | b.lead
+    assert dedupe.decide(e, [c], now=T0, window=WINDOW) is None
+
+
 def test_russian_endings_meet() -> None:
     assert dedupe.tokens("сладкого") == dedupe.tokens("сладких")
     assert dedupe.tokens("сладкого") != dedupe.tokens("сахара")
