@@ -49,7 +49,7 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    an hour apart) while a day apart halves the score: the same headline joins
    only within half the window, a weak match only within hours. On dev.jsonl,
    in product-like poll orders, it raised pairwise precision from 0.970-0.984 to
-   0.988-0.996 at the same recall, which made room to lower `TITLE_THRESHOLD`
+   0.988-0.996 at nearly the same recall, which made room to lower `TITLE_THRESHOLD`
    from 0.5 to 0.45 (with `VOTES` raised from 2 to 3) for recall. The factor
    does not depend on arrival order, so the product's figures steadied too.
    (dev.jsonl's times are collection times, nearly equal within a gold story, so
