@@ -35,6 +35,9 @@ from .models import PollResult
 
 log = logging.getLogger(__name__)
 
+#: concurrent HTTP connections; stays well below select()'s 1024 descriptors
+CONNECTION_LIMIT = 500
+
 #: how long in-flight polls may take to finish after SIGTERM. A write transaction
 #: takes milliseconds; what outlasts this is a slow fetch or parse, which holds
 #: nothing that SQLite's atomic commit would not roll back whole, so it is abandoned
@@ -116,6 +119,12 @@ class Daemon:
                 threads=8,
                 ident="aggregator",
                 clear_untrusted_proxy_headers=True,
+                # Slow or idle clients (slowloris) must not use up every connection:
+                # more slots than waitress's 100, and idle ones closed after 15 s. Beyond
+                # that, put nginx in front (README) or serve `export_dir` from it.
+                connection_limit=CONNECTION_LIMIT,
+                channel_timeout=15,
+                cleanup_interval=5,
             )
             if serve
             else None
