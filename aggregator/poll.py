@@ -238,7 +238,8 @@ def _store_entries(
     new = updated = merged = 0
     touched: set[int] = set()
     n_docs = db.entry_count()
-    for p in prepared:
+    # Oldest first: feeds list newest first, and the older copy should lead its story.
+    for p in sorted(prepared, key=lambda p: p.entry.published):
         entry = p.entry
         existing = db.entry_by_key(entry.feed, entry.key)
         if existing is not None:
