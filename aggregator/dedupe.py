@@ -70,7 +70,7 @@ import math
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -218,12 +218,20 @@ def _stem(word: str) -> str | None:
 
 def tokens(text: str) -> list[str]:
     """The terms of `text` in order, repeats kept: folded, stopwords dropped, stemmed."""
-    out = []
-    for word in _WORD.findall(_fold(text)):
-        term = _stem(word)
+    return list(_iter_tokens(text))
+
+
+#: the lead is read from at most this much of an entry's text: LEAD_TERMS distinct
+#: terms come long before, and folding a whole 200 kB article would cost more
+LEAD_CHARS = 30_000
+
+
+def _iter_tokens(text: str) -> Iterator[str]:
+    """`tokens`, lazily, so callers that want the first N distinct terms stop early."""
+    for match in _WORD.finditer(_fold(text)):
+        term = _stem(match.group())
         if term is not None:
-            out.append(term)
-    return out
+            yield term
 
 
 def _distinct(seq: Iterable[str], limit: int, skip: frozenset[str] = frozenset()) -> list[str]:
@@ -273,7 +281,7 @@ def _body(title: str, text: str) -> str:
 def signature(title: str, text: str) -> Signature:
     """The comparable form of an entry (or of a story's first entry)."""
     title_terms = frozenset(tokens(title))
-    lead = _distinct(tokens(_body(title, text)), LEAD_TERMS, title_terms)
+    lead = _distinct(_iter_tokens(_body(title, text)[:LEAD_CHARS]), LEAD_TERMS, title_terms)
     return Signature(title_terms, frozenset(lead), figures(title))
 
 
@@ -294,7 +302,11 @@ def terms(title: str, text: str) -> set[str]:
     Count each returned term once per stored entry (df[term] += 1 on insert, -= 1 on
     prune) and pass the number of stored entries as `n_docs`.
     """
-    sig = signature(title, text)
+    return terms_of(signature(title, text))
+
+
+def terms_of(sig: Signature) -> set[str]:
+    """`terms()` of an entry whose signature is already computed."""
     return set(sig.title | sig.lead)
 
 
@@ -308,7 +320,11 @@ def index_keys(title: str, text: str) -> list[str]:
     sig_title = _distinct(tokens(title), MAX_KEYS)
     if len(sig_title) >= MAX_KEYS:
         return sorted(sig_title)
-    lead = _distinct(tokens(_body(title, text)), MAX_KEYS - len(sig_title), frozenset(sig_title))
+    lead = _distinct(
+        _iter_tokens(_body(title, text)[:LEAD_CHARS]),
+        MAX_KEYS - len(sig_title),
+        frozenset(sig_title),
+    )
     lead = lead[: max(0, min(len(lead), MAX_KEYS // 3))]
     return sorted(set(sig_title) | set(lead))
 

@@ -49,6 +49,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
+import lxml.etree
+import lxml.html
 
 from . import models
 from .errors import ParseError
@@ -124,7 +126,7 @@ def parse(
         if not d.get("version"):
             raise ParseError("not a feed: no RSS, Atom or JSON Feed document", url)
 
-    entries = [_entry_from_feedparser(e, max_field) for e in raw_entries]
+    entries = [_entry_from_feedparser(e, max_field, url) for e in raw_entries]
     entries = [e for e in entries if not _is_empty(e)]
     feed = d.get("feed") or {}
     return models.ParsedFeed(
@@ -157,7 +159,10 @@ def _feedparser(body: bytes, response_headers: Mapping[str, str], url: str | Non
         return feedparser.parse(
             io.BytesIO(body),
             response_headers=dict(response_headers),
-            resolve_relative_uris=True,
+            # Relative links are resolved by `_absolute_links`, only in the few entries
+            # that have any: feedparser's resolver re-parses every HTML field (40% of
+            # parse time on the corpus).
+            resolve_relative_uris=False,
             sanitize_html=False,
         )
     except (ValueError, OverflowError, RecursionError) as e:
@@ -559,16 +564,46 @@ def _json_date(value: Any) -> datetime | None:
 # --- feedparser entries ----------------------------------------------------------
 
 
-def _entry_from_feedparser(e: Any, max_field: int) -> models.ParsedEntry:
+#: an href/src that is not an absolute http(s)/mailto URL or a fragment
+_RELATIVE_LINK = re.compile(
+    r"""\b(?:href|src)\s*=\s*["']?\s*(?!https?:|mailto:|#|["'\s>])""", re.IGNORECASE
+)
+
+
+def _absolute_links(markup: str, base: str | None) -> str:
+    """Resolve relative href/src against the item's base, so republished HTML keeps
+    its links (the sanitizer drops relative ones). Untouched when there are none."""
+    if not base or not markup or not _RELATIVE_LINK.search(markup):
+        return markup
+    try:
+        fragments = lxml.html.fragments_fromstring(markup)
+    except (lxml.etree.ParserError, ValueError):
+        return markup
+    out = []
+    for fragment in fragments:
+        if isinstance(fragment, str):
+            out.append(html.escape(fragment, quote=False))
+            continue
+        fragment.make_links_absolute(base, resolve_base_href=False, handle_failures="discard")
+        out.append(lxml.html.tostring(fragment, encoding="unicode"))
+    return "".join(out)
+
+
+def _base(detail: Any, fallback: str | None) -> str | None:
+    base = detail.get("base") if isinstance(detail, dict) else None
+    return base if isinstance(base, str) and base else fallback
+
+
+def _entry_from_feedparser(e: Any, max_field: int, url: str | None = None) -> models.ParsedEntry:
     contents = e.get("content") or []
     content = ""
     for c in contents:
         if "html" in (c.get("type") or ""):
-            content = c.get("value") or ""
+            content = _absolute_links(c.get("value") or "", _base(c, url))
             break
     else:
         if contents:
-            content = contents[0].get("value") or ""
+            content = _absolute_links(contents[0].get("value") or "", _base(contents[0], url))
     if not content:
         # Yandex-style feeds (many Russian outlets) carry the article as plain text here.
         full_text = e.get("yandex_full-text")
@@ -582,7 +617,11 @@ def _entry_from_feedparser(e: Any, max_field: int) -> models.ParsedEntry:
         guid=_cut(_text(e.get("id")), max_field),
         link=_cut(_text(e.get("link")), max_field),
         title=_cut(e.get("title") or "", max_field) or "",
-        summary=_cut(e.get("summary") or "", max_field) or "",
+        summary=_cut(
+            _absolute_links(e.get("summary") or "", _base(e.get("summary_detail"), url)),
+            max_field,
+        )
+        or "",
         content=_cut(content, max_field) or "",
         author=_cut(_text(e.get("author")), max_field),
         published=published or updated,

@@ -186,11 +186,12 @@ def _prepare(poller: Poller, entry: Entry, language: str | None) -> _Prepared:
         terms = m.matches(entry.feed, doc)
         if terms is not None:
             matches[m.slug] = terms
+    sig = dedupe.signature(entry.title, entry.text)
     return _Prepared(
         entry,
         keys=dedupe.index_keys(entry.title, entry.text),
-        sig=dedupe.signature(entry.title, entry.text),
-        terms=sorted(dedupe.terms(entry.title, entry.text)),
+        sig=sig,
+        terms=sorted(dedupe.terms_of(sig)),
         matches=matches,
     )
 
