@@ -183,15 +183,21 @@ def _stemmer(lang: str) -> snowballstemmer.Stemmer:
 _EN_STOP_STEMS = frozenset(_stemmer("english").stemWord(w) for w in _EN_STOP)
 
 
+_NEEDS_FOLD = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ARABIC_FOLD)) + "]")
+
+
 def _fold(text: str) -> str:
     """NFKC + casefold, and the letter variants that differ between keyboards and outlets.
 
     Urdu text arrives with Arabic or Persian code points for the same letter (yeh, kaf,
     heh) and with optional vowel marks; folding them lets two outlets' words meet.
     """
+    if text.isascii():  # most of it: nothing below can apply
+        return text.lower()
     text = unicodedata.normalize("NFKC", text).casefold()
     text = _ARABIC_MARKS.sub("", text)
-    return text.translate(_ARABIC_FOLD)
+    # str.translate costs a dict lookup per character: only when a variant is there
+    return text.translate(_ARABIC_FOLD) if _NEEDS_FOLD.search(text) else text
 
 
 @lru_cache(maxsize=200_000)

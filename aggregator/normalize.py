@@ -248,7 +248,9 @@ def html_to_text(markup: str) -> str:
         markup = _HTML_TOKEN.sub(_html_token, markup)
     if "&" in markup:
         markup = html.unescape(markup)
-    return _SPACE.sub(" ", markup.translate(_INVISIBLE)).strip()
+    if not markup.isascii():  # invisible characters are never ASCII; skip the slow path
+        markup = markup.translate(_INVISIBLE)
+    return _SPACE.sub(" ", markup).strip()
 
 
 def clean_title(title: str) -> str:
