@@ -373,8 +373,27 @@ def _cosine(a: frozenset[str], b: frozenset[str], w: dict[str, float]) -> float:
     return common / (na * nb)
 
 
+class _IdfWeights(dict[str, float]):
+    """IDF weights computed on first use and kept for one `decide` call, so the new
+    entry's terms are weighed once, not once per candidate."""
+
+    def __init__(self, df: Mapping[str, int] | None, n_docs: int) -> None:
+        super().__init__()
+        self.df = df
+        self.n_docs = n_docs
+
+    def __missing__(self, term: str) -> float:
+        value = self[term] = _idf(term, self.df, self.n_docs)
+        return value
+
+
 def similarity(
-    a: Signature, b: Signature, df: Mapping[str, int] | None = None, n_docs: int = 0
+    a: Signature,
+    b: Signature,
+    df: Mapping[str, int] | None = None,
+    n_docs: int = 0,
+    *,
+    weights: dict[str, float] | None = None,
 ) -> float:
     """How alike two entries are, in [0, 1], relative to the threshold that applies.
 
@@ -392,7 +411,7 @@ def similarity(
         # for 8 vs 16 November, Monday's vs Tuesday's market wrap), not one story
         return 0.0
     if a.lead and b.lead:
-        w = {t: _idf(t, df, n_docs) for t in a.title | a.lead | b.title | b.lead}
+        w = weights if weights is not None else _IdfWeights(df, n_docs)
         text_score = _cosine(a.title | a.lead, b.title | b.lead, w) / TEXT_THRESHOLD
         return max(title_score, text_score, _cross(a, b, w) / CROSS_THRESHOLD)
     return title_score
@@ -425,6 +444,7 @@ def decide(
     window: timedelta,
     df: Mapping[str, int] | None = None,
     n_docs: int = 0,
+    sig: Signature | None = None,
 ) -> int | None:
     """The story the entry joins, or None for a new story.
 
@@ -435,13 +455,14 @@ def decide(
     """
     at = min(entry.published, now)
     fade = DECAY * window or timedelta(seconds=1)  # a zero window still compares same-time entries
-    mine = signature(entry.title, entry.text)
+    mine = sig or signature(entry.title, entry.text)
+    weights = _IdfWeights(df, n_docs)
     best: dict[int, float] = {}
     votes: dict[int, int] = {}
     for c in candidates:
         if entry.feed in c.feeds or abs(at - c.published) > window:
             continue
-        score = similarity(mine, c.sig or signature(c.title, c.text), df, n_docs)
+        score = similarity(mine, c.sig or signature(c.title, c.text), weights=weights)
         score /= 1.0 + (abs(at - c.published) / fade) ** 2
         if score >= VOTE_LEVEL:
             votes[c.story_id] = votes.get(c.story_id, 0) + 1

@@ -229,7 +229,7 @@ def _find_story(
         if c.sig is not None:
             wanted |= c.sig.title | c.sig.lead
     df = db.document_frequencies(wanted)
-    return dedupe.decide(entry, candidates, now=now, window=window, df=df, n_docs=n_docs)
+    return dedupe.decide(entry, candidates, now=now, window=window, df=df, n_docs=n_docs, sig=p.sig)
 
 
 def _store_entries(
