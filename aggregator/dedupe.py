@@ -373,9 +373,10 @@ def _cosine(a: frozenset[str], b: frozenset[str], w: dict[str, float]) -> float:
     return common / (na * nb)
 
 
-class _IdfWeights(dict[str, float]):
-    """IDF weights computed on first use and kept for one `decide` call, so the new
-    entry's terms are weighed once, not once per candidate."""
+class IdfWeights(dict[str, float]):
+    """IDF weights computed on first use and kept, so a term is weighed once per
+    decision (or per write transaction, when the caller drops the weights of terms
+    whose counts it changed)."""
 
     def __init__(self, df: Mapping[str, int] | None, n_docs: int) -> None:
         super().__init__()
@@ -411,7 +412,7 @@ def similarity(
         # for 8 vs 16 November, Monday's vs Tuesday's market wrap), not one story
         return 0.0
     if a.lead and b.lead:
-        w = weights if weights is not None else _IdfWeights(df, n_docs)
+        w = weights if weights is not None else IdfWeights(df, n_docs)
         text_score = _cosine(a.title | a.lead, b.title | b.lead, w) / TEXT_THRESHOLD
         return max(title_score, text_score, _cross(a, b, w) / CROSS_THRESHOLD)
     return title_score
@@ -445,6 +446,7 @@ def decide(
     df: Mapping[str, int] | None = None,
     n_docs: int = 0,
     sig: Signature | None = None,
+    weights: IdfWeights | None = None,
 ) -> int | None:
     """The story the entry joins, or None for a new story.
 
@@ -456,7 +458,8 @@ def decide(
     at = min(entry.published, now)
     fade = DECAY * window or timedelta(seconds=1)  # a zero window still compares same-time entries
     mine = sig or signature(entry.title, entry.text)
-    weights = _IdfWeights(df, n_docs)
+    if weights is None:
+        weights = IdfWeights(df, n_docs)
     best: dict[int, float] = {}
     votes: dict[int, int] = {}
     for c in candidates:

@@ -196,8 +196,39 @@ def _prepare(poller: Poller, entry: Entry, language: str | None) -> _Prepared:
     )
 
 
+class _Frequencies:
+    """Document frequencies for one write transaction: each term read once, counts
+    kept in memory and written once at the end. Exact, because the transaction holds
+    the write lock: nobody else changes the counts meanwhile."""
+
+    def __init__(self, db: store.Store) -> None:
+        self.db = db
+        self.df: dict[str, int] = {}
+        self.added: dict[str, int] = {}
+        #: N is read once per transaction; the few entries added meanwhile do not
+        #: move log(N / df) enough to matter
+        self.weights = dedupe.IdfWeights(self.df, db.entry_count())
+
+    def load(self, terms: set[str]) -> None:
+        missing = [t for t in terms if t not in self.df]
+        if missing:
+            found = self.db.document_frequencies(missing)
+            for t in missing:
+                self.df[t] = found.get(t, 0)
+
+    def add(self, terms: Sequence[str]) -> None:
+        for t in terms:
+            self.df[t] = self.df.get(t, 0) + 1
+            self.added[t] = self.added.get(t, 0) + 1
+            self.weights.pop(t, None)
+
+    def flush(self) -> None:
+        if self.added:
+            self.db.add_term_counts(self.added)
+
+
 def _find_story(
-    poller: Poller, db: store.Store, p: _Prepared, now: datetime, n_docs: int
+    poller: Poller, db: store.Store, p: _Prepared, now: datetime, freq: _Frequencies
 ) -> int | None:
     """The story a new entry belongs to: same link or guid, else a near-duplicate."""
     entry = p.entry
@@ -228,8 +259,8 @@ def _find_story(
     for c in candidates:
         if c.sig is not None:
             wanted |= c.sig.title | c.sig.lead
-    df = db.document_frequencies(wanted)
-    return dedupe.decide(entry, candidates, now=now, window=window, df=df, n_docs=n_docs, sig=p.sig)
+    freq.load(wanted)
+    return dedupe.decide(entry, candidates, now=now, window=window, sig=p.sig, weights=freq.weights)
 
 
 def _store_entries(
@@ -238,7 +269,7 @@ def _store_entries(
     """Insert or update each entry, joining stories; inside the caller's transaction."""
     new = updated = merged = 0
     touched: set[int] = set()
-    n_docs = db.entry_count()
+    freq = _Frequencies(db)
     # Oldest first: feeds list newest first, and the older copy should lead its story.
     for p in sorted(prepared, key=lambda p: p.entry.published):
         entry = p.entry
@@ -251,7 +282,7 @@ def _store_entries(
                 updated += 1
                 _add_to_topics(db, existing.story_id, p.matches)
             continue
-        story_id = _find_story(poller, db, p, now, n_docs)
+        story_id = _find_story(poller, db, p, now, freq)
         if story_id is None:
             story_id = db.new_story(entry.published, now, poller.host)
         else:
@@ -259,10 +290,12 @@ def _store_entries(
             db.count_merge(entry.feed)
             db.touch_story(story_id, now)
         entry_id = db.insert_entry(entry, story_id, now, p.sig.to_json(), p.terms)
-        db.add_entry_keys(entry_id, p.keys, p.terms, entry.published)
+        db.add_entry_keys(entry_id, p.keys, entry.published)
+        freq.add(p.terms)
         _add_to_topics(db, story_id, p.matches)
         touched.add(story_id)
         new += 1
+    freq.flush()
     db.bump_topics_of(touched)
     return new, updated, merged
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -561,17 +561,19 @@ class Store:
     def count_merge(self, feed: str) -> None:
         self.conn.execute("UPDATE feeds SET merges = merges + 1 WHERE name = ?", (feed,))
 
-    def add_entry_keys(
-        self, entry_id: int, keys: Iterable[str], terms: Iterable[str], published: datetime
-    ) -> None:
-        """Index a new entry for dedupe and count its terms' document frequencies."""
+    def add_entry_keys(self, entry_id: int, keys: Iterable[str], published: datetime) -> None:
+        """Index a new entry for dedupe."""
+        at = ts(published)
         self.conn.executemany(
             "INSERT OR IGNORE INTO entry_keys(key, entry_id, published) VALUES (?, ?, ?)",
-            [(k, entry_id, ts(published)) for k in keys],
+            [(k, entry_id, at) for k in keys],
         )
+
+    def add_term_counts(self, counts: Mapping[str, int]) -> None:
+        """Add to the document frequencies (once per transaction, summed by the caller)."""
         self.conn.executemany(
-            "INSERT INTO term_df(term, n) VALUES (?, 1) ON CONFLICT(term) DO UPDATE SET n = n + 1",
-            [(t,) for t in terms],
+            "INSERT INTO term_df(term, n) VALUES (?, ?) ON CONFLICT(term) DO UPDATE SET n = n + ?",
+            [(t, n, n) for t, n in counts.items()],
         )
 
     def candidate_entries(
@@ -598,8 +600,9 @@ class Store:
         )
         union = " UNION ALL ".join([per_key_sql] * len(keys))
         params: list[Any] = []
+        lo, hi = ts(since), ts(until)
         for k in keys:
-            params += [k, ts(since), ts(until), per_key]
+            params += [k, lo, hi, per_key]
         rows = self.conn.execute(
             f"SELECT entry_id, count(*) AS shared FROM ({union}) GROUP BY entry_id "
             f"HAVING shared >= ? ORDER BY shared DESC, entry_id LIMIT ?",
