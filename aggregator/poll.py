@@ -205,6 +205,7 @@ class _Frequencies:
         self.db = db
         self.df: dict[str, int] = {}
         self.added: dict[str, int] = {}
+        self.sigs: dict[int, dedupe.Signature] = {}
         #: N is read once per transaction; the few entries added meanwhile do not
         #: move log(N / df) enough to matter
         self.weights = dedupe.IdfWeights(self.df, db.entry_count())
@@ -221,6 +222,15 @@ class _Frequencies:
             self.df[t] = self.df.get(t, 0) + 1
             self.added[t] = self.added.get(t, 0) + 1
             self.weights.pop(t, None)
+
+    def signature(self, entry_id: int, stored: str | None) -> dedupe.Signature | None:
+        """A stored entry's signature, decoded once per transaction."""
+        if not stored:
+            return None
+        sig = self.sigs.get(entry_id)
+        if sig is None:
+            sig = self.sigs[entry_id] = dedupe.Signature.from_json(json.loads(stored))
+        return sig
 
     def flush(self) -> None:
         if self.added:
@@ -251,7 +261,7 @@ def _find_story(
             title=r.title,
             text=r.text,
             published=r.published,
-            sig=dedupe.Signature.from_json(r.sig) if r.sig else None,
+            sig=freq.signature(r.entry_id, r.sig),
         )
         for r in rows
     ]

@@ -179,8 +179,8 @@ class CandidateRow:
     title: str
     text: str
     published: datetime
-    #: the cached dedupe signature (JSON form), None for entries stored without one
-    sig: Any
+    #: the cached dedupe signature as stored (JSON text), None if never stored
+    sig: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,7 +613,9 @@ class Store:
         ids = [r[0] for r in rows]
         marks = ",".join("?" * len(ids))
         entries = self.conn.execute(
-            f"SELECT id, story_id, title, text, published, sig FROM entries WHERE id IN ({marks})",
+            # The text is only needed where no signature was cached: it can be 200 kB.
+            f"SELECT id, story_id, title, CASE WHEN sig IS NULL THEN text ELSE '' END, "
+            f"published, sig FROM entries WHERE id IN ({marks})",
             ids,
         ).fetchall()
         story_ids = sorted({e[1] for e in entries})
@@ -632,7 +634,7 @@ class Store:
                 title=e[2],
                 text=e[3],
                 published=parse_ts(e[4]) or datetime.min.replace(tzinfo=UTC),
-                sig=json.loads(e[5]) if e[5] else None,
+                sig=e[5],
             )
             for e in (by_id[i] for i in ids if i in by_id)
         ]
