@@ -12,13 +12,15 @@ It must not parse, store, retry or decide when to poll: that is `parse`, `store`
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import mimetypes
 import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -320,6 +322,56 @@ class _GuardedAdapter(HTTPAdapter):
         }
 
 
+class _Deadlines:
+    """One thread that fires every request's deadline. A `threading.Timer` per request
+    would start (and tear down) a thread for each fetch: most of a 304's cost."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, at: float, fire: Callable[[], None]) -> list[Any]:
+        entry: list[Any] = [at, next(self._seq), fire]
+        with self._cond:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="fetch-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return entry
+
+    def cancel(self, entry: list[Any]) -> None:
+        with self._cond:
+            entry[2] = None  # dropped when it reaches the top of the heap
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2] is None:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                entry = heapq.heappop(self._heap)
+                fire, entry[2] = entry[2], None
+                self._cond.release()
+                try:
+                    fire()
+                finally:
+                    self._cond.acquire()
+
+
+_DEADLINES = _Deadlines()
+
+
 class _Watchdog:
     """Shut a request's sockets down at its deadline, whatever phase it is stuck in.
 
@@ -332,9 +384,7 @@ class _Watchdog:
         self._sockets: list[socket.socket] = []
         self._done = False
         self.fired = False
-        self._timer = threading.Timer(max(0.0, at - time.monotonic()), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._entry = _DEADLINES.add(at, self._fire)
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -356,7 +406,7 @@ class _Watchdog:
         with self._lock:
             self._done = True
             self._sockets.clear()
-        self._timer.cancel()
+        _DEADLINES.cancel(self._entry)
 
 
 def _shutdown(sock: socket.socket) -> None:
