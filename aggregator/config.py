@@ -217,8 +217,9 @@ def parse_size(text: str | int, key: str) -> int:
 
 
 def format_duration(value: timedelta) -> str:
-    """The inverse of `parse_duration`, for messages and `aggregator check`."""
-    seconds = int(value.total_seconds())
+    """The inverse of `parse_duration`, for messages, `check` and `status`; a
+    jittered delay (1209.6 s) rounds to the nearest second ("20m10s")."""
+    seconds = round(value.total_seconds())
     if seconds <= 0:
         return "0s"
     if seconds % 604800 == 0:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-from .config import FeedConfig, PollingConfig
+from .config import FeedConfig, PollingConfig, format_duration
 from .errors import FetchError
 from .models import FeedState, Fetched
 
@@ -405,19 +405,6 @@ def cache_hint(
         lifetime = until - (origin or now)
         return lifetime if lifetime > timedelta(0) else None
     return None
-
-
-def format_duration(delta: timedelta) -> str:
-    """Render a duration the way the config writes them: "15m", "1h30m", "2d3h", "45s"."""
-    total = max(0, round(delta.total_seconds()))
-    if total == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, total = divmod(total, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
 
 
 def _hint(state: FeedState, outcome: Outcome, now: datetime) -> timedelta | None:
