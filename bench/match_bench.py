@@ -15,7 +15,6 @@ counts of the Pakistan-Russia topic.
 from __future__ import annotations
 
 import argparse
-import html.parser
 import statistics
 import sys
 import time
@@ -27,7 +26,7 @@ import feedparser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator import topics  # noqa: E402
+from aggregator import normalize, topics  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
 SEED = REAL.parent / "seed" / "pak-russia-story.xml"
@@ -96,22 +95,6 @@ ENGLISH = [
 ]
 
 
-class _Text(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def plain(markup: str) -> str:
-    parser = _Text()
-    parser.feed(markup)
-    parser.close()
-    return " ".join(parser.parts)
-
-
 Item = tuple[str, str, str | None, str]  # title, text, language, file
 
 
@@ -124,7 +107,9 @@ def load() -> list[Item]:
             parts = [e.get("summary", "")]
             parts += [c.value for c in e.get("content", [])]
             parts.append(e.get("yandex_full-text", ""))
-            items.append((e.get("title", ""), plain(" ".join(parts)), language, path.name))
+            items.append(
+                (e.get("title", ""), normalize.html_to_text(" ".join(parts)), language, path.name)
+            )
     return items
 
 

@@ -6,14 +6,13 @@ they are not computed by the matcher.
 
 from __future__ import annotations
 
-import html.parser
 import threading
 from pathlib import Path
 
 import feedparser
 import pytest
 
-from aggregator import topics
+from aggregator import normalize, topics
 from aggregator.errors import QueryError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -438,22 +437,6 @@ def test_query_terms_and_source() -> None:
 # --- real text -------------------------------------------------------------
 
 
-class _Text(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def plain(markup: str) -> str:
-    parser = _Text()
-    parser.feed(markup)
-    parser.close()
-    return " ".join(parser.parts)
-
-
 def corpus_entries(path: Path) -> list[tuple[str, str, str, str | None]]:
     """(link, title, plain text of summary + content + Yandex full text, language)."""
     if not path.exists():
@@ -465,7 +448,7 @@ def corpus_entries(path: Path) -> list[tuple[str, str, str, str | None]]:
         html_parts = [e.get("summary", "")]
         html_parts += [c.value for c in e.get("content", [])]
         html_parts.append(e.get("yandex_full-text", ""))
-        out.append((e.link, e.title, plain(" ".join(html_parts)), language))
+        out.append((e.link, e.title, normalize.html_to_text(" ".join(html_parts)), language))
     return out
 
 
