@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import random
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -97,6 +98,76 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+@dataclass(frozen=True, slots=True)
+class NewsItem:
+    """One generated news item, before it becomes RSS."""
+
+    feed: int
+    n: int
+    title: str
+    link: str
+    guid: str
+    published: datetime
+    author: str
+    category: str
+    #: HTML: an image, the item's lead paragraph and 1-4 paragraphs from a shared pool
+    description: str
+    #: the shared story it retells (same headline, reworded lead), None if its own
+    story: int | None
+
+
+def news_item(feed: int, n: int, when: datetime, stories: int, story_base: int = 0) -> NewsItem:
+    """Item `n` of `feed`, dated `when`: a pure function of its arguments.
+
+    About one item in five retells one of `stories` shared stories, numbered from
+    `story_base` (the farm uses 0; a caller spreading items over weeks can give each
+    day its own stories, so retellings stay close in time as real ones do).
+    """
+    rng = random.Random(f"{feed}:{n}")
+    shared = rng.random() < 0.2
+    story = story_base + rng.randrange(0, stories) if shared else None
+    title = _story_headline(story) if story is not None else _headline(rng)
+    # the lead is the item's own (or its story's, reworded): real outlets never
+    # share a first paragraph by chance; the rest comes from a shared pool
+    lead_rng = random.Random(f"lead:{story}") if story is not None else rng
+    lead = lead_rng.choices(_VOCAB, k=40) + lead_rng.choices(_FILLER, k=15)
+    if story is not None:
+        rng.shuffle(lead)
+        del lead[: rng.randint(0, 8)]
+    paragraphs = (
+        "<p>"
+        + " ".join(lead)
+        + ".</p>"
+        + "".join(_PARAS[rng.randrange(_PARAGRAPH_POOL)] for _ in range(rng.randint(1, 4)))
+    )
+    desc = f'<p><img src="http://outlet{feed}.example/i/{n}.jpg" alt=""/></p>' + paragraphs
+    return NewsItem(
+        feed=feed,
+        n=n,
+        title=title,
+        link=f"http://outlet{feed}.example/news/{n}.html?utm_source=rss",
+        guid=f"outlet{feed}-{n}",
+        published=when,
+        author=f"Reporter {n % 7}",
+        category=rng.choice(_NOUNS),
+        description=desc,
+        story=story,
+    )
+
+
+def item_xml(item: NewsItem) -> str:
+    """One RSS 2.0 <item>."""
+    return (
+        f"<item><title>{_escape(item.title)}</title>"
+        f"<link>{item.link}</link>"
+        f'<guid isPermaLink="false">{item.guid}</guid>'
+        f"<pubDate>{format_datetime(item.published, usegmt=True)}</pubDate>"
+        f"<dc:creator>{item.author}</dc:creator>"
+        f"<category>{item.category}</category>"
+        f"<description>{_escape(item.description)}</description></item>"
+    )
+
+
 class Farm:
     """The feeds' content: a pure function of (feed, round), so any run sees the same bytes."""
 
@@ -138,34 +209,8 @@ class Farm:
             f"<lastBuildDate>{self.last_modified()}</lastBuildDate>"
         ]
         for n in range(newest, newest - size, -1):
-            rng = random.Random(f"{feed}:{n}")
-            shared = rng.random() < 0.2
-            story = rng.randrange(0, max(50, self.feeds * 2)) if shared else None
-            title = _story_headline(story) if story is not None else _headline(rng)
             when = EPOCH + timedelta(hours=rnd) - timedelta(minutes=17 * (newest - n))
-            # the lead is the item's own (or its story's, reworded): real outlets never
-            # share a first paragraph by chance; the rest comes from a shared pool
-            lead_rng = random.Random(f"lead:{story}") if story is not None else rng
-            lead = lead_rng.choices(_VOCAB, k=40) + lead_rng.choices(_FILLER, k=15)
-            if story is not None:
-                rng.shuffle(lead)
-                del lead[: rng.randint(0, 8)]
-            paragraphs = (
-                "<p>"
-                + " ".join(lead)
-                + ".</p>"
-                + "".join(_PARAS[rng.randrange(_PARAGRAPH_POOL)] for _ in range(rng.randint(1, 4)))
-            )
-            desc = f'<p><img src="http://outlet{feed}.example/i/{n}.jpg" alt=""/></p>' + paragraphs
-            out.append(
-                f"<item><title>{_escape(title)}</title>"
-                f"<link>http://outlet{feed}.example/news/{n}.html?utm_source=rss</link>"
-                f'<guid isPermaLink="false">outlet{feed}-{n}</guid>'
-                f"<pubDate>{format_datetime(when, usegmt=True)}</pubDate>"
-                f"<dc:creator>Reporter {n % 7}</dc:creator>"
-                f"<category>{rng.choice(_NOUNS)}</category>"
-                f"<description>{_escape(desc)}</description></item>"
-            )
+            out.append(item_xml(news_item(feed, n, when, max(50, self.feeds * 2))))
         out.append("</channel></rss>\n")
         return "".join(out).encode()
 
