@@ -259,6 +259,8 @@ class Daemon:
         db = store.for_thread(self.config.database.path)
         removed = db.prune(datetime.now(UTC) - self.config.database.keep)
         if removed:
+            with db.write():  # the writer lock: no poll is deciding with the counts
+                self.poller.terms.forget()
             log.info("pruned %d entries older than %s", removed, self.config.database.keep)
 
     def _watchdog(self) -> None:

@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +58,72 @@ def compile_topics(config: Config) -> list[TopicMatcher]:
     ]
 
 
+class TermStats:
+    """Document frequencies and IDF weights for dedupe, kept for the poller's life.
+
+    Each term is read from the store once, then counted in memory as this process
+    stores entries: reading the counts of a candidate's 200 terms for every new
+    entry was a third of a cold poll. Every method runs inside a write transaction,
+    so the store's writer lock serializes them. Another process writing meanwhile
+    (a cron `aggregator poll` beside the daemon) makes these counts lag a little,
+    which only nudges weights; `forget` starts over (after a prune).
+    """
+
+    #: re-weigh every term once the number of stored entries moved by this share
+    REWEIGH = 0.1
+    #: re-read the number of stored entries this often (it counts another process's)
+    RECOUNT_SECONDS = 300.0
+    #: start over past this many cached terms, so a long-running daemon stays small
+    MAX_TERMS = 500_000
+
+    def __init__(self) -> None:
+        self.df: dict[str, int] = {}
+        #: stored entries whose terms are all in `df` already
+        self.known: set[int] = set()
+        self.n_docs: int | None = None
+        self.counted_at = 0.0
+        self.weights = dedupe.IdfWeights(self.df, 0)
+
+    def forget(self) -> None:
+        """Drop every cached count (the store's changed under us: a prune)."""
+        self.df = {}
+        self.known = set()
+        self.n_docs = None
+        self.counted_at = 0.0
+        self.weights = dedupe.IdfWeights(self.df, 0)
+
+    def begin(self, db: store.Store) -> dedupe.IdfWeights:
+        """The weights to decide with during one write transaction."""
+        if len(self.df) > self.MAX_TERMS:
+            self.forget()
+        now = time.monotonic()
+        if self.n_docs is None or now - self.counted_at > self.RECOUNT_SECONDS:
+            self.n_docs, self.counted_at = db.entry_count(), now
+        w = self.weights
+        if abs(self.n_docs - w.n_docs) > self.REWEIGH * max(w.n_docs, 1):
+            self.weights = dedupe.IdfWeights(self.df, self.n_docs)
+        return self.weights
+
+    def load(self, db: store.Store, terms: set[str]) -> None:
+        missing = [t for t in terms if t not in self.df]
+        if missing:
+            found = db.document_frequencies(missing)
+            for t in missing:
+                self.df[t] = found.get(t, 0)
+
+    def store_counts(self, db: store.Store, added: Mapping[str, int], entries: int) -> None:
+        """Write one transaction's new counts, and count them here too."""
+        if not added:
+            return
+        db.add_term_counts(added)
+        for t, n in added.items():
+            if t in self.df:
+                self.df[t] += n
+        if self.n_docs is not None:
+            self.n_docs += entries
+        self.weights.forget(added)
+
+
 @dataclass
 class Poller:
     """What outlives one feed's poll: the config, the HTTP session, the host limiter."""
@@ -71,6 +137,8 @@ class Poller:
     #: callbacks run after a poll changed topics (the web cache, export_dir)
     on_change: list[Callable[[], None]] = field(default_factory=list)
     _rng_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: dedupe's document frequencies, read once per term
+    terms: TermStats = field(default_factory=TermStats)
 
     def __post_init__(self) -> None:
         polling = self.config.polling
@@ -186,42 +254,35 @@ def _prepare(poller: Poller, entry: Entry, language: str | None) -> _Prepared:
         terms = m.matches(entry.feed, doc)
         if terms is not None:
             matches[m.slug] = terms
-    sig = dedupe.signature(entry.title, entry.text)
+    sig, keys = dedupe.analyze(entry.title, entry.text)
     return _Prepared(
         entry,
-        keys=dedupe.index_keys(entry.title, entry.text),
+        keys=keys,
         sig=sig,
-        terms=sorted(dedupe.terms_of(sig)),
+        terms=sorted(sig.everything),
         matches=matches,
     )
 
 
-class _Frequencies:
-    """Document frequencies for one write transaction: each term read once, counts
-    kept in memory and written once at the end. Exact, because the transaction holds
-    the write lock: nobody else changes the counts meanwhile."""
+class _Transaction:
+    """What one feed's write transaction decides with: the weights, and stored
+    signatures decoded once."""
 
-    def __init__(self, db: store.Store) -> None:
+    def __init__(self, db: store.Store, stats: TermStats) -> None:
         self.db = db
-        self.df: dict[str, int] = {}
+        self.stats = stats
+        self.weights = stats.begin(db)
         self.added: dict[str, int] = {}
+        self.entries = 0
         self.sigs: dict[int, dedupe.Signature] = {}
-        #: N is read once per transaction; the few entries added meanwhile do not
-        #: move log(N / df) enough to matter
-        self.weights = dedupe.IdfWeights(self.df, db.entry_count())
 
     def load(self, terms: set[str]) -> None:
-        missing = [t for t in terms if t not in self.df]
-        if missing:
-            found = self.db.document_frequencies(missing)
-            for t in missing:
-                self.df[t] = found.get(t, 0)
+        self.stats.load(self.db, terms)
 
     def add(self, terms: Sequence[str]) -> None:
+        self.entries += 1
         for t in terms:
-            self.df[t] = self.df.get(t, 0) + 1
             self.added[t] = self.added.get(t, 0) + 1
-            self.weights.pop(t, None)
 
     def signature(self, entry_id: int, stored: str | None) -> dedupe.Signature | None:
         """A stored entry's signature, decoded once per transaction."""
@@ -233,12 +294,11 @@ class _Frequencies:
         return sig
 
     def flush(self) -> None:
-        if self.added:
-            self.db.add_term_counts(self.added)
+        self.stats.store_counts(self.db, self.added, self.entries)
 
 
 def _find_story(
-    poller: Poller, db: store.Store, p: _Prepared, now: datetime, freq: _Frequencies
+    poller: Poller, db: store.Store, p: _Prepared, now: datetime, freq: _Transaction
 ) -> int | None:
     """The story a new entry belongs to: same link or guid, else a near-duplicate."""
     entry = p.entry
@@ -266,9 +326,11 @@ def _find_story(
         for r in rows
     ]
     wanted = set(p.terms)
-    for c in candidates:
-        if c.sig is not None:
-            wanted |= c.sig.title | c.sig.lead
+    known = freq.stats.known
+    for r, c in zip(rows, candidates, strict=True):
+        if c.sig is not None and r.entry_id not in known:
+            wanted |= c.sig.everything
+            known.add(r.entry_id)
     freq.load(wanted)
     return dedupe.decide(entry, candidates, now=now, window=window, sig=p.sig, weights=freq.weights)
 
@@ -279,7 +341,7 @@ def _store_entries(
     """Insert or update each entry, joining stories; inside the caller's transaction."""
     new = updated = merged = 0
     touched: set[int] = set()
-    freq = _Frequencies(db)
+    freq = _Transaction(db, poller.terms)
     # Oldest first: feeds list newest first, and the older copy should lead its story.
     for p in sorted(prepared, key=lambda p: p.entry.published):
         entry = p.entry

@@ -353,3 +353,27 @@ def test_through_the_product_clusters_as_in_process() -> None:
     assert ev.pairwise(pred, gold)[0] == 1.0
     assert pred["a1"] == pred["a2"] == pred["a3"] and pred["b1"] == pred["b2"]
     assert len({pred["a1"], pred["b1"], pred["c1"]}) == 3
+
+
+def test_analyze_gives_signature_and_keys_in_one_pass() -> None:
+    title = "Pakistan and Russia sign a wheat deal in Moscow"
+    text = title + " " + " ".join(f"word{i} filler{i}" for i in range(400))
+    sig, keys = dedupe.analyze(title, text)
+    assert sig == dedupe.signature(title, text)
+    assert keys == dedupe.index_keys(title, text)
+    # every title term is a key, then the first lead terms, never more than MAX_KEYS
+    assert sig.title <= set(keys) and len(keys) <= dedupe.MAX_KEYS
+    assert set(keys) - sig.title == {
+        "word0",
+        "filler0",
+        "word1",
+        "filler1",
+        "word2",
+        "filler2",
+        "word3",
+        "filler3",
+        "word4",
+        "filler4",
+    }
+    assert len(sig.lead) == dedupe.LEAD_TERMS
+    assert sig.everything == sig.title | sig.lead

@@ -345,3 +345,28 @@ def test_wire_copy_from_three_outlets_is_one_story_with_stable_id(
     assert (story.id, story.link) == (uid, link)
     assert {r.url for r in story.related} == {"http://tribune.example/x", "http://app.example/y"}
     assert rows(cfg, "SELECT sum(merges) FROM feeds") == [(2,)]
+
+
+def test_cached_term_counts_agree_with_the_store(
+    corpus_dir: Path, server: FeedServer, make_config: Make
+) -> None:
+    """The poller counts dedupe terms in memory as it stores entries; after a poll of
+    the real corpus every cached count equals the store's, and `forget` starts over."""
+    server.serve_dir("/corpus", corpus_dir)
+    files = sorted(p.name for p in corpus_dir.iterdir() if p.suffix == ".xml")[:20]
+    cfg = make_config([(feed_name(f), server.url(f"/corpus/{f}")) for f in files])
+    db = store.Store(cfg.database.path)
+    poll.sync(cfg, db)
+    poller = poll.Poller(cfg)
+    try:
+        results = list(poll.poll_many(poller, cfg.feeds))
+        assert sum(r.new for r in results) > 100
+        cached = {t: n for t, n in poller.terms.df.items() if n}
+        assert len(cached) > 500  # candidates were compared, so their terms were read
+        assert db.document_frequencies(cached) == cached
+        assert poller.terms.n_docs == db.entry_count()
+        poller.terms.forget()
+        assert not poller.terms.df and poller.terms.n_docs is None
+    finally:
+        poller.close()
+        db.close()
