@@ -307,21 +307,44 @@ def traced(db: store.Store) -> Iterator[list[str]]:
         db.conn.set_trace_callback(None)
 
 
-def explain(db: store.Store, statements: list[str]) -> list[str]:
-    """EXPLAIN QUERY PLAN of each distinct statement (values replaced to group them)."""
-    out = []
-    shapes: dict[str, str] = {}
+def shape_of(sql: str) -> str:
+    """A statement with its values replaced, so repeated calls group together."""
+    shape = re.sub(r"'[^']*'|\b\d+(\.\d+)?\b", "?", " ".join(sql.split()))
+    return re.sub(r"\?(\s*,\s*\?)+", "?,...", shape)
+
+
+def statement_costs(db: store.Store, statements: list[str], runs: int = 3) -> dict[str, float]:
+    """ms of each distinct read statement, re-run on this database (median of runs),
+    summed over the calls of one path: which one grows with the database."""
+    costs: dict[str, float] = defaultdict(float)
     for sql in statements:
-        head = sql.lstrip().split(None, 1)[0].upper()
-        if head not in ("SELECT", "UPDATE", "INSERT", "DELETE"):
+        if not sql.lstrip().upper().startswith("SELECT"):
             continue
-        shape = re.sub(r"'[^']*'|\b\d+\b", "?", sql)
-        shape = re.sub(r"(\?\s*,\s*)+\?", "?,...", shape)
-        shapes.setdefault(shape, sql)
-    for shape, sql in shapes.items():
-        out.append(f"\n    {shape[:600]}")
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            db.conn.execute(sql).fetchall()
+            times.append((time.perf_counter() - t) * 1000)
+        costs[shape_of(sql)] += median(times)
+    return dict(costs)
+
+
+def plans(db: store.Store, statements: list[str]) -> list[str]:
+    """EXPLAIN QUERY PLAN of each distinct read statement."""
+    out = []
+    done = set()
+    for sql in statements:
+        shape = shape_of(sql)
+        if shape in done or not sql.lstrip().upper().startswith("SELECT"):
+            continue
+        done.add(shape)
+        out.append(f"\n    {shape[:400]}")
+        # a UNION of one subquery per key repeats the same lines: print each once
+        lines: dict[str, int] = {}
         for row in db.conn.execute("EXPLAIN QUERY PLAN " + sql):
-            out.append(f"      {'  ' * (row[1] > 0)}{row[3]}")
+            line = re.sub(r"subquery-\d+", "subquery-N", row[3])
+            lines[line] = lines.get(line, 0) + 1
+        out += [f"      {line}" + (f"  (x{n})" if n > 1 else "") for line, n in lines.items()]
     return out
 
 
@@ -350,7 +373,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     folder = Path(tempfile.mkdtemp(prefix="scale-", dir=args.dir))
     rows: list[dict[str, Any]] = []
-    plans: list[str] = []
+    last_plans: list[str] = []
+    costs: dict[tuple[str, str], dict[int, float]] = {}
     chosen: list[str] = []
     try:
         with FeedServer() as server:
@@ -396,16 +420,24 @@ def main(argv: list[str] | None = None) -> None:
                     "rss": rss_mb(),
                 }
                 rows.append(row)
+                if args.explain:
+                    topic = cfg.topic(chosen[0])
+                    assert topic is not None
+                    with traced(db) as render_sql:
+                        publish.render_topic(db, cfg, topic, "atom", limit=50)
+                    # poll_feed runs on this thread's own connection
+                    with traced(store.for_thread(cfg.database.path)) as poll_sql:
+                        measure.ingest(1, args.new)
+                    for path, sqls in (("render", render_sql), ("poll", poll_sql)):
+                        for shape, ms in statement_costs(db, sqls).items():
+                            costs.setdefault((path, shape), {})[row["entries"]] = ms
+                    last_plans = [
+                        "\n## Query plans: render_topic",
+                        *plans(db, render_sql),
+                        "\n## Query plans: poll_feed",
+                        *plans(db, poll_sql),
+                    ]
                 print(f"  {row}", file=sys.stderr, flush=True)
-            if args.explain:
-                topic = cfg.topic(rows[-1]["broad"].split()[0])
-                assert topic is not None
-                with traced(db) as render_sql:
-                    publish.render_topic(db, cfg, topic, "atom", limit=50)
-                with traced(db) as poll_sql:
-                    measure.ingest(1, args.new)
-                plans += ["\n## Query plans: render_topic", *explain(db, render_sql)]
-                plans += ["\n## Query plans: poll_feed", *explain(db, poll_sql)]
             loader.close()
             db.close()
             poller.close()
@@ -427,7 +459,15 @@ def main(argv: list[str] | None = None) -> None:
             f"| {r['ingest']:.2f} | {r['new_merged']} | {r['bytes']:.0f} | {r['rate']:.0f} "
             f"| {r['rss']:.0f} |"
         )
-    print("\n".join(plans))
+    if costs:
+        sizes = [r["entries"] for r in rows]
+        print("\nms per read statement, summed over one path's calls, re-run at each size:\n")
+        print("| path | statement | " + " | ".join(str(n) for n in sizes) + " |")
+        print("|---|---|" + "---:|" * len(sizes))
+        for (path, shape), by in sorted(costs.items(), key=lambda kv: -max(kv[1].values())):
+            cells = " | ".join(f"{by[n]:.2f}" if n in by else "" for n in sizes)
+            print(f"| {path} | `{shape[:160]}` | {cells} |")
+    print("\n".join(last_plans))
 
 
 if __name__ == "__main__":
