@@ -273,6 +273,19 @@ class Store:
         finally:
             self._write_lock.release()
 
+    @contextmanager
+    def savepoint(self) -> Iterator[Store]:
+        """A nested all-or-nothing step inside `write()`: one feed of a batch."""
+        self.conn.execute("SAVEPOINT step")
+        try:
+            yield self
+        except BaseException:
+            self.conn.execute("ROLLBACK TO step")
+            self.conn.execute("RELEASE step")
+            raise
+        else:
+            self.conn.execute("RELEASE step")
+
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self.conn.execute(sql, params).fetchone()
         return row[0] if row else None
