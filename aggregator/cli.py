@@ -53,8 +53,12 @@ def _setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # waitress logs every queue depth warning at WARNING; keep it but not below.
+    # APScheduler logs every job run at INFO; keep its warnings but not below.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # waitress warns "Task queue depth is N" for each request that waits for a worker
+    # thread: under a burst of readers that is a log line per request, written on the
+    # request path. Its other warnings (connection limit, socket errors) stay on.
+    logging.getLogger("waitress.queue").setLevel(max(logging.ERROR, root.level))
 
 
 def _load(ctx: click.Context) -> config_mod.Config:

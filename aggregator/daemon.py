@@ -27,16 +27,13 @@ import sdnotify
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from waitress.server import create_server
 
 from . import metrics, poll, publish, schedule, store, web
 from .config import Config, FeedConfig
 from .models import PollResult
+from .server import Server, make_server
 
 log = logging.getLogger(__name__)
-
-#: concurrent HTTP connections; stays well below select()'s 1024 descriptors
-CONNECTION_LIMIT = 500
 
 #: how long in-flight polls may take to finish after SIGTERM. A write transaction
 #: takes milliseconds; what outlasts this is a slow fetch or parse, which holds
@@ -111,30 +108,15 @@ class Daemon:
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._last_alive = time.monotonic()
-        self.server = (
-            create_server(
-                self.app,
-                host=config.server.host,
-                port=config.server.port,
-                threads=8,
-                ident="aggregator",
-                clear_untrusted_proxy_headers=True,
-                # Slow or idle clients (slowloris) must not use up every connection:
-                # more slots than waitress's 100, and idle ones closed after 15 s. Beyond
-                # that, put nginx in front (README) or serve `export_dir` from it.
-                connection_limit=CONNECTION_LIMIT,
-                channel_timeout=15,
-                cleanup_interval=5,
-            )
-            if serve
-            else None
+        self.server: Server | None = (
+            make_server(self.app, config.server.host, config.server.port) if serve else None
         )
 
     @property
     def address(self) -> tuple[str, int]:
         """Where the server listens (the port is real even when the config said 0)."""
         assert self.server is not None
-        return self.server.effective_host, self.server.effective_port
+        return self.server.address
 
     def start(self) -> None:
         db = store.for_thread(self.config.database.path)
@@ -169,11 +151,7 @@ class Daemon:
 
     def _serve(self) -> None:
         assert self.server is not None
-        try:
-            self.server.run()
-        except Exception:  # the asyncore loop ends with an error when closed under it
-            if not self.stopping.is_set():
-                raise
+        self.server.serve_forever()
 
     def _schedule(self, feed: FeedConfig, when: datetime) -> None:
         self.scheduler.add_job(

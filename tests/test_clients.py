@@ -32,10 +32,9 @@ import feedparser
 import listparser
 import pytest
 import requests
-from waitress.server import create_server
 
 from aggregator import config as config_mod
-from aggregator import poll, store, web
+from aggregator import poll, server, store, web
 from aggregator.models import PollResult
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
@@ -163,7 +162,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    server = None
+    http: server.Server | None = None
     try:
         feed_rows = []
         for name, (_fmt, title, _items) in OUTLETS.items():
@@ -198,12 +197,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         chain = Live(base, cfg, config_path, feeds, tmp)
         results = chain.poll()
         assert sorted(r.status for r in results) == ["ok"] * len(OUTLETS), results
-        server = create_server(web.create_app(cfg), sockets=[sock], threads=4)
-        threading.Thread(target=server.run, daemon=True).start()
+        http = server.make_server(web.create_app(cfg), sock=sock, threads=4)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
         yield chain
     finally:
-        if server is not None:
-            server.close()
+        if http is not None:
+            http.close()
         else:
             sock.close()
         feeds.stop()
@@ -700,14 +699,14 @@ def test_healthz_503_when_polling_stalled(live: Live, tmp_path: Path) -> None:
     now = datetime.now(UTC)
 
     def serve_health() -> tuple[int, dict[str, Any]]:
-        server = create_server(web.create_app(cfg), host="127.0.0.1", port=0, threads=2)
-        threading.Thread(target=server.run, daemon=True).start()
+        http = server.make_server(web.create_app(cfg), "127.0.0.1", 0, threads=2)
+        threading.Thread(target=http.serve_forever, daemon=True).start()
         try:
-            port = server.effective_port
+            port = http.address[1]
             resp = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
             return resp.status_code, resp.json()
         finally:
-            server.close()
+            http.close()
 
     with db.write():
         # dawn last succeeded 46 minutes ago (> 3 intervals), tass has failed since

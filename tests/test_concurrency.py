@@ -1,6 +1,6 @@
 """Concurrency: serving while polls write, and polls that overlap.
 
-Topic feeds are served by waitress on a real socket while polls (in this process and
+Topic feeds are served by the daemon's HTTP server on a real socket while polls (in this process and
 in `aggregator poll` subprocesses) keep writing new entries: a fixed number of
 requests, every one answered 200 or 304, within a generous bound, and no "database
 is locked" anywhere in the logs. Two `aggregator poll` processes started together
@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from waitress.server import create_server
 
 from aggregator import config as config_mod
-from aggregator import poll, store, web
+from aggregator import poll, server, store, web
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer, send, slow
 
@@ -115,10 +114,10 @@ def test_serving_never_fails_while_polls_write(tmp_path: Path, collected: _Colle
         cfg = config_mod.load(path)
         with store.Store(cfg.database.path) as db:
             poll.sync(cfg, db)
-        http = create_server(web.create_app(cfg), host="127.0.0.1", port=0, threads=8)
-        thread = threading.Thread(target=http.run, daemon=True)
+        http = server.make_server(web.create_app(cfg), "127.0.0.1", 0, threads=8)
+        thread = threading.Thread(target=http.serve_forever, daemon=True)
         thread.start()
-        base = f"http://127.0.0.1:{http.effective_port}"
+        base = f"http://127.0.0.1:{http.address[1]}"
         stop = threading.Event()
         polls: list[int] = []
         bad_results: list[object] = []

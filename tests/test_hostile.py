@@ -40,10 +40,10 @@ from pathlib import Path
 import defusedxml.ElementTree
 import pytest
 import requests
-from waitress.server import create_server
 
 from aggregator import config as config_mod
 from aggregator import fetch, store, web
+from aggregator.server import make_server
 from tests.conftest import toml_config
 from tests.feedserver import (
     FeedServer,
@@ -1181,11 +1181,11 @@ def xss_site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             assert got[n].entries >= len(PAYLOADS) - 1, (n, got[n])
     cfg = config_mod.load(path)
     app = web.create_app(cfg)
-    http = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=http.run, daemon=True)
+    http = make_server(app, "127.0.0.1", 0, threads=4)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{http.effective_port}", path
+        yield f"http://127.0.0.1:{http.address[1]}", path
     finally:
         http.close()
         thread.join(timeout=5)
@@ -1274,10 +1274,10 @@ def live_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
     run = run_poll(path)
     assert run.returncode == 0, run.output
     app = web.create_app(config_mod.load(path))
-    http = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=http.run, daemon=True)
+    http = make_server(app, "127.0.0.1", 0, threads=4)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
-    port = int(http.effective_port)
+    port = http.address[1]
     try:
         yield f"http://127.0.0.1:{port}", port, folder
     finally:

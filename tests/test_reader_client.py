@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from waitress.server import create_server
 
 from aggregator import config as config_mod
-from aggregator import metrics, poll, store, web
+from aggregator import metrics, poll, server, store, web
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer, free_port
 
@@ -58,13 +57,13 @@ def site(tmp_path: Path) -> Iterator[tuple[config_mod.Config, str, FeedServer]]:
             encoding="utf-8",
         )
         cfg = config_mod.load(path)
-        server = create_server(web.create_app(cfg), host="127.0.0.1", port=port)
-        thread = threading.Thread(target=server.run, daemon=True)
+        http = server.make_server(web.create_app(cfg), "127.0.0.1", port)
+        thread = threading.Thread(target=http.serve_forever, daemon=True)
         thread.start()
         try:
             yield cfg, base, feeds
         finally:
-            server.close()
+            http.close()
 
 
 def run_poll(cfg: config_mod.Config) -> None:

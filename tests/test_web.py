@@ -13,10 +13,9 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from waitress.server import create_server
 
 from aggregator import config as config_mod
-from aggregator import poll, store, web
+from aggregator import poll, server, store, web
 from aggregator.models import Entry
 
 Make = Callable[..., config_mod.Config]
@@ -187,13 +186,13 @@ def test_opml_healthz_metrics(client: FlaskClient) -> None:
 
 @pytest.fixture
 def live(app: Flask) -> Iterator[str]:
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
+    http = server.make_server(app, "127.0.0.1", 0, threads=4)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{http.address[1]}"
     finally:
-        server.close()
+        http.close()
 
 
 def test_real_socket_conditional_get(live: str) -> None:
