@@ -244,6 +244,26 @@ def test_relative_links_plain_and_xml_base() -> None:
     assert 'href="https://blog.example.ru/img/a.png"' in feed.entries[0].content
 
 
+def test_links_resolve_against_content_location_and_unsafe_schemes_drop() -> None:
+    body = rss(
+        item("p1", "x", link="one.html")
+        + item("p2", "y", link="javascript:alert(1)")
+        + item("p3", "z", link="//cdn.example.pk/three.html"),
+        channel="<link>/home</link>",
+    ).encode()
+    feed = parse.parse(
+        body,
+        {"Content-Location": "/archive/feed.xml"},
+        url="https://outlet.example.pk/feeds/home.xml",
+    )
+    assert [e.link for e in feed.entries] == [
+        "https://outlet.example.pk/archive/one.html",
+        None,
+        "https://cdn.example.pk/three.html",
+    ]
+    assert feed.link == "https://outlet.example.pk/home"
+
+
 def test_duplicate_guids_keep_first() -> None:
     body = rss(item("same", "first") + item("other", "middle") + item("same", "second")).encode()
     feed = parse.parse(body)
