@@ -11,6 +11,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,15 +57,36 @@ def render_topic(
 
 
 class TopicCache:
-    """Rendered topic feeds kept in memory until the topic's version changes."""
+    """Rendered topic feeds kept in memory until the topic's version changes.
+
+    Reading the topics' versions is an SQL query; it is redone only when the
+    database changed since this connection last read them: `PRAGMA data_version`
+    moves when any other connection or process commits (a poll in `aggregator poll`
+    while the daemon serves), `total_changes` when this connection writes.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str], tuple[int, Rendered]] = {}
+        self._versions: weakref.WeakKeyDictionary[
+            store.Store, tuple[tuple[int, int], dict[str, int]]
+        ] = weakref.WeakKeyDictionary()
+
+    def versions(self, db: store.Store) -> dict[str, int]:
+        """Each topic's version as `db` sees it now."""
+        mark = (int(db.conn.execute("PRAGMA data_version").fetchone()[0]), db.conn.total_changes)
+        with self._lock:
+            seen = self._versions.get(db)
+        if seen is not None and seen[0] == mark:
+            return seen[1]
+        versions = db.topic_versions()
+        with self._lock:
+            self._versions[db] = (mark, versions)
+        return versions
 
     def get(self, db: store.Store, topic: TopicConfig, fmt: str) -> Rendered:
-        version = db.topic_versions().get(topic.slug, 0)
+        version = self.versions(db).get(topic.slug, 0)
         key = (topic.slug, fmt)
         with self._lock:
             hit = self._cache.get(key)

@@ -24,6 +24,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import WSGITask
 
+#: what serves HTTP, for logs and benchmark labels
+NAME = "waitress"
 #: worker threads running the app; requests are read and written by the loop thread
 THREADS = 8
 #: concurrent HTTP connections; stays well below select()'s 1024 descriptors

@@ -376,7 +376,10 @@ def bench_serve(args: argparse.Namespace) -> list[dict[str, Any]]:
             url = f"http://127.0.0.1:{port}/topics/{slug}.atom"
             wait_for(url)
             status, headers, body = get(url)
-            targets = [("aggregator (waitress)", url, headers.get("ETag"))]
+            sys.path.insert(0, str(ROOT))
+            from aggregator.server import NAME
+
+            targets = [(f"aggregator ({NAME})", url, headers.get("ETag"))]
             if have_nginx:
                 (folder / "same" / "topics").mkdir(parents=True)
                 (folder / "same" / "topics" / f"{slug}.atom").write_bytes(body)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import feedparser
 import pytest
@@ -15,10 +18,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from aggregator import config as config_mod
-from aggregator import poll, server, store, web
+from aggregator import metrics, poll, publish, server, store, web
 from aggregator.models import Entry
 
 Make = Callable[..., config_mod.Config]
+ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -133,6 +137,88 @@ def test_bytes_stable_until_the_topic_changes(cfg: config_mod.Config, client: Fl
     c = client.get("/topics/news.rss")
     assert c.headers["ETag"] != a.headers["ETag"]
     assert b"Pakistan joins summit" in c.data
+
+
+def call(
+    app: object, path: str, headers: dict[str, str]
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """One request straight through a WSGI callable: status, headers (less Date), body."""
+    from werkzeug.test import EnvironBuilder
+
+    env = EnvironBuilder(path=path, headers=headers).get_environ()
+    got: list[tuple[str, list[tuple[str, str]]]] = []
+    body = app(env, lambda status, hdrs, exc_info=None: got.append((status, hdrs)))  # type: ignore[operator]
+    data = b"".join(body)
+    getattr(body, "close", lambda: None)()
+    status, hdrs = got[0]
+    return status.split()[0], sorted((k, v) for k, v in hdrs if k != "Date"), data
+
+
+def test_topic_fast_path_answers_exactly_as_flask(app: Flask) -> None:
+    """The topic route is answered in front of Flask; every answer it gives must be
+    the one the Flask view gives (status, headers, bytes)."""
+    fast = app.wsgi_app
+    assert isinstance(fast, web.TopicFeeds)
+    first = call(fast, "/topics/news.atom", {})
+    hdrs = dict(first[1])
+    etag, last_modified = hdrs["ETag"], hdrs["Last-Modified"]
+    older = "Mon, 01 Jan 2001 00:00:00 GMT"
+    cases = [
+        {},
+        {"If-None-Match": etag},
+        {"If-None-Match": f'"x", {etag}'},
+        {"If-None-Match": f"W/{etag}"},
+        {"If-None-Match": "*"},
+        {"If-None-Match": '"nope"'},
+        {"If-None-Match": "garbage"},
+        {"If-Modified-Since": last_modified},
+        {"If-Modified-Since": older},
+        {"If-Modified-Since": "yesterday"},
+        {"If-None-Match": '"nope"', "If-Modified-Since": last_modified},
+        {"If-None-Match": etag, "If-Modified-Since": older},
+        {"If-Match": etag, "If-None-Match": etag},
+        {"Range": "bytes=0-10"},
+    ]
+    for fmt in publish.FORMATS:
+        for headers in cases:
+            path = f"/topics/news.{fmt}"
+            assert call(fast, path, headers) == call(fast.flask_app, path, headers), (fmt, headers)
+    for path in ("/topics/nope.atom", "/topics/news.xml", "/topics/news.atom/", "/topics/.atom"):
+        assert call(fast, path, {}) == call(fast.flask_app, path, {}), path
+
+
+def test_fast_path_counts_requests_like_flask(app: Flask) -> None:
+    client = app.test_client()
+    etag = client.get("/topics/news.atom").headers["ETag"]
+    before = metrics.HTTP_REQUESTS.labels(web.TOPIC_ROUTE, "304")._value.get()
+    assert client.get("/topics/news.atom", headers={"If-None-Match": etag}).status_code == 304
+    assert metrics.HTTP_REQUESTS.labels(web.TOPIC_ROUTE, "304")._value.get() == before + 1
+
+
+def test_a_commit_by_another_process_shows_up_at_once(
+    cfg: config_mod.Config, client: FlaskClient
+) -> None:
+    """The cache re-reads topic versions only when the database changed; a poll in
+    another process (`aggregator poll` next to `aggregator serve`) changes it."""
+    a = client.get("/topics/news.atom")
+    assert client.get("/topics/news.atom").data == a.data  # served from the cache
+    script = (
+        "import sys; from datetime import datetime, UTC; from pathlib import Path; "
+        "from aggregator import config; from tests import test_web as t; "
+        "cfg = config.load(Path(sys.argv[1])); "
+        "t.add_story(cfg, [t.make_entry('tass', 7, 'Pakistan opens port', t.NOW)])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(cfg.path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    b = client.get("/topics/news.atom")
+    assert b"Pakistan opens port" in b.data
+    assert b.headers["ETag"] != a.headers["ETag"]
 
 
 def test_head_404_405(client: FlaskClient) -> None:
