@@ -31,8 +31,9 @@ by step, fast, with rows the product computed itself:
   after `PRAGMA wal_checkpoint(TRUNCATE)`; (d) the peak RSS of this process (which
   includes loading).
 
-`--explain` captures the SQL that store.py runs for (a) and (b) at the last size and
-prints `EXPLAIN QUERY PLAN` of each statement, to find why a figure is not flat.
+`--explain` captures the SQL that store.py runs for (a) and (b) at each size, re-runs
+each read statement to time it, and prints the times per size and the `EXPLAIN QUERY
+PLAN` of each statement at the last size, to find why a figure is not flat.
 
 The script never asserts a speed; it prints figures. Times are wall-clock and
 noisy on a shared machine.
@@ -41,6 +42,7 @@ noisy on a shared machine.
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import resource
 import shutil
@@ -63,6 +65,7 @@ from farm import NewsItem, item_xml, news_item  # noqa: E402
 from run import TOPICS, median, write_config  # noqa: E402
 
 from aggregator import config, models, normalize, parse, poll, publish, store  # noqa: E402
+from aggregator.models import PollResult  # noqa: E402
 from tests.feedserver import FeedServer  # noqa: E402
 
 #: items of a feed's document that are already stored when it is polled
@@ -140,6 +143,13 @@ def _start_worker(cfg_path: Path) -> None:
     _worker = poll.Poller(config.load(cfg_path))
 
 
+def prepare(poller: poll.Poller, entry: models.Entry) -> Any:
+    """`poll._prepare` of one entry: it takes the poller, or (since the stage ran in
+    worker threads) just its compiled topics."""
+    first = next(iter(inspect.signature(poll._prepare).parameters))
+    return poll._prepare(poller.matchers if first == "matchers" else poller, entry, None)
+
+
 def prepare_chunk(
     timeline: Timeline, start: int, end: int
 ) -> tuple[list[Any], dict[str, int | None]]:
@@ -159,7 +169,7 @@ def prepare_chunk(
             story_of[it.guid] = it.story
             seen = it.published + timedelta(minutes=10)
             entry = normalize.normalize(parsed_entry(it), f"f{feed}", seen, base_url=None)
-            prepared.append(poll._prepare(_worker, entry, None))
+            prepared.append(prepare(_worker, entry))
     return prepared, story_of
 
 
@@ -240,6 +250,24 @@ class Measure:
         self.loader = loader
         self.server = server
         self.polls = 0
+        self.poller: poll.Poller | None = None
+
+    def _poll(self, new: int) -> tuple[float, PollResult]:
+        assert self.poller is not None
+        feed = (self.polls * 37) % self.loader.feeds
+        now = datetime.now(UTC)
+        body = self._document(feed, new, now)
+        self.server.add(f"/feed/{feed}.xml", body, content_type="application/rss+xml")
+        self.polls += 1
+        t = time.perf_counter()
+        result = poll.poll_feed(self.poller, self.cfg.feeds[feed], now)
+        ms = (time.perf_counter() - t) * 1000
+        assert result.status == "ok", result
+        return ms, result
+
+    def close(self) -> None:
+        if self.poller is not None:
+            self.poller.close()
 
     def render_ms(self, slug: str, runs: int) -> float:
         topic = self.cfg.topic(slug)
@@ -273,25 +301,18 @@ class Measure:
         return rss(feed, fresh + stored)
 
     def ingest(self, runs: int, new: int) -> tuple[float, int, int]:
-        """ms per new entry (median of runs), new and merged entries of the last poll."""
-        poller = poll.Poller(self.cfg)
+        """ms per new entry (median of runs), new and merged entries of the last poll.
+
+        One poller for the whole run, as a daemon has, and one poll before the timed
+        ones, so pools and connections it starts on first use are not counted."""
+        if self.poller is None:
+            self.poller = poll.Poller(self.cfg)
+            self._poll(new)
         times = []
         result = None
-        try:
-            for _ in range(runs):
-                feed = (self.polls * 37) % self.loader.feeds
-                now = datetime.now(UTC)
-                body = self._document(feed, new, now)
-                self.server.add(f"/feed/{feed}.xml", body, content_type="application/rss+xml")
-                self.polls += 1
-                fc = self.cfg.feeds[feed]
-                t = time.perf_counter()
-                result = poll.poll_feed(poller, fc, now)
-                ms = (time.perf_counter() - t) * 1000
-                assert result.status == "ok", result
-                times.append(ms / max(1, result.new))
-        finally:
-            poller.close()
+        for _ in range(runs):
+            ms, result = self._poll(new)
+            times.append(ms / max(1, result.new))
         assert result is not None
         return median(times), result.new, result.merged
 
@@ -348,6 +369,17 @@ def plans(db: store.Store, statements: list[str]) -> list[str]:
     return out
 
 
+def written() -> int:
+    """Bytes this process has written so far (WAL, checkpoints), where Linux says."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -389,9 +421,10 @@ def main(argv: list[str] | None = None) -> None:
             measure = Measure(cfg, db, loader, server)
             print(f"# dedupe window {config.format_duration(cfg.dedupe.window)}", flush=True)
             for size in sorted(args.sizes):
-                before, t = loader.loaded, time.perf_counter()
+                before, t, w = loader.loaded, time.perf_counter(), written()
                 loader.grow(size, args.chunk)
                 load_s = time.perf_counter() - t
+                load_kb = (written() - w) / 1024 / max(1, loader.loaded - before)
                 rate = (loader.loaded - before) / load_s
                 summaries = db.topic_summaries([(s, s, q) for s, q in TOPICS])
                 held = {s.slug: s.entries for s in summaries}
@@ -402,9 +435,14 @@ def main(argv: list[str] | None = None) -> None:
                 render_broad = measure.render_ms(broad[1], args.runs)
                 render_narrow = measure.render_ms(narrow[1], args.runs)
                 ingest, new, merged = measure.ingest(args.runs, args.new)
-                db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy, _, _ = db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if busy:
+                    print("  checkpoint incomplete: the WAL is counted too", file=sys.stderr)
+                free = db.conn.execute("PRAGMA freelist_count").fetchone()[0]
+                page = db.conn.execute("PRAGMA page_size").fetchone()[0]
                 stored = db.counts()
-                size_b = cfg.database.path.stat().st_size
+                wal = cfg.database.path.with_name(cfg.database.path.name + "-wal")
+                size_b = cfg.database.path.stat().st_size + (wal.stat().st_size if busy else 0)
                 row = {
                     "entries": stored["entries"],
                     "stories": stored["stories"],
@@ -416,7 +454,9 @@ def main(argv: list[str] | None = None) -> None:
                     "ingest": ingest,
                     "new_merged": f"{new}/{merged}",
                     "bytes": size_b / stored["entries"],
+                    "free": free * page / size_b,
                     "rate": rate,
+                    "load_kb": load_kb,
                     "rss": rss_mb(),
                 }
                 rows.append(row)
@@ -439,6 +479,7 @@ def main(argv: list[str] | None = None) -> None:
                     ]
                 print(f"  {row}", file=sys.stderr, flush=True)
             loader.close()
+            measure.close()
             db.close()
             poller.close()
     finally:
@@ -449,14 +490,16 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         "\n| entries | stories | days | render 50, broad topic ms | render 50, narrow topic ms "
-        "| ingest ms/new entry | new/merged | bytes/entry | load entries/s | peak RSS MB |"
+        "| ingest ms/new entry | new/merged | bytes/entry (free) | load entries/s "
+        "| load KB written/entry | peak RSS MB |"
     )
-    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['entries']} | {r['stories']} | {r['days']:.1f} "
             f"| {r['render_broad']:.1f} {r['broad']} | {r['render_narrow']:.1f} {r['narrow']} "
-            f"| {r['ingest']:.2f} | {r['new_merged']} | {r['bytes']:.0f} | {r['rate']:.0f} "
+            f"| {r['ingest']:.2f} | {r['new_merged']} | {r['bytes']:.0f} ({r['free']:.0%}) "
+            f"| {r['rate']:.0f} | {r['load_kb']:.0f} "
             f"| {r['rss']:.0f} |"
         )
     if costs:
