@@ -47,6 +47,12 @@ class ServerConfig:
     export_dir: Path | None = None
 
 
+def default_parse_processes() -> int:
+    """One parse process per core beyond the first (at most 4): the poll threads
+    share one core through the GIL, so parsing only runs in parallel elsewhere."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 @dataclass(frozen=True, slots=True)
 class PollingConfig:
     #: default interval per feed; None means "auto"
@@ -63,6 +69,8 @@ class PollingConfig:
     per_host: int = 2
     #: most entries kept from one poll of one feed (newest kept)
     max_entries: int = 1000
+    #: processes that parse feeds and prepare their entries (0: in the poll threads)
+    parse_processes: int = field(default_factory=lambda: default_parse_processes())
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +341,8 @@ def describe(config: Config) -> list[str]:
         f"polling: {interval} by default (bounds {format_duration(polling.min_interval)}"
         f"..{format_duration(polling.max_interval)}), timeout {format_duration(polling.timeout)}, "
         f"max body {format_size(polling.max_body)}, {polling.concurrency} workers, "
-        f"{polling.per_host} per host, {polling.max_entries} entries per poll"
+        f"{polling.per_host} per host, {polling.max_entries} entries per poll, "
+        f"{polling.parse_processes} parse processes"
     )
     lines.append(f"dedupe: stories joined within {format_duration(config.dedupe.window)}")
     for name, terms in config.aliases.items():
@@ -373,6 +382,7 @@ _POLLING_KEYS = (
     "concurrency",
     "per_host",
     "max_entries",
+    "parse_processes",
 )
 _DEDUPE_KEYS = ("window",)
 _FEED_KEYS = ("name", "url", "title", "interval", "allow_private")
@@ -686,6 +696,7 @@ class _Parser:
             concurrency=self.integer(table, where, "concurrency", d.concurrency, 1, 1024),
             per_host=self.integer(table, where, "per_host", d.per_host, 1, 1024),
             max_entries=self.integer(table, where, "max_entries", d.max_entries, 1, big),
+            parse_processes=self.integer(table, where, "parse_processes", d.parse_processes, 0, 64),
         )
         if polling.min_interval > polling.max_interval:
             key = "min_interval" if "min_interval" in table else "max_interval"

@@ -12,13 +12,18 @@ per feed).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
+import multiprocessing
+import pickle
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -141,6 +146,9 @@ class Poller:
     #: dedupe's document frequencies, read once per term
     terms: TermStats = field(default_factory=TermStats)
     writer: GroupWriter = field(init=False)
+    parsers: ParsePool = field(init=False)
+    #: the compiled topics as parse processes receive them
+    matchers_blob: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         polling = self.config.polling
@@ -148,6 +156,8 @@ class Poller:
         self.limiter = fetch.HostLimiter(polling.per_host)
         self.matchers = compile_topics(self.config)
         self.writer = GroupWriter(self.terms)
+        self.parsers = ParsePool(polling.parse_processes)
+        self.matchers_blob = pickle.dumps(self.matchers)
         self.host = urlsplit(self.config.server.base_url).hostname or "localhost"
 
     def store(self) -> store.Store:
@@ -157,6 +167,7 @@ class Poller:
         close = getattr(self.session, "close", None)
         if close is not None:
             close()
+        self.parsers.close()
 
 
 def _now() -> datetime:
@@ -182,17 +193,28 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
                 max_body=polling.max_body,
                 allow_private=feed.allow_private,
             )
-        parsed = (
-            parse.parse(
-                fetched.body, fetched.headers, fetched.final_url, max_entries=polling.max_entries
+        now = now or _now()
+        parsed: ParsedFeed | None = None
+        prepared: list[_Prepared] = []
+        if fetched.status == 200:
+            # Most of a changed feed's items are the ones already stored: topic matching
+            # and dedupe keys are the costly part of an entry, so only new and edited
+            # ones pay it. (Only this feed's poll writes this feed's entries, so the
+            # read stays true.)
+            parsed, prepared = poller.parsers.run(
+                _parse_and_prepare,
+                fetched.body,
+                fetched.headers,
+                fetched.final_url,
+                polling.max_entries,
+                feed.name,
+                now,
+                db.entry_hashes(feed.name),
+                poller.matchers_blob,
             )
-            if fetched.status == 200
-            else None
-        )
     except (FetchError, ParseError) as exc:
         return _record_failure(poller, feed, state, exc, fetched, policy, now or _now(), started)
 
-    now = now or _now()
     if parsed is None:  # 304: no parse, no write beyond the fetch state
         outcome = schedule.Outcome.from_fetch(
             fetched, entries_per_week=_rhythm(db, feed, policy, now)
@@ -200,17 +222,6 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         decision = _decide(poller, state, outcome, policy, now)
         poller.writer.run(db, lambda w, tx: _record_success(w, feed, fetched, decision, now, None))
         return _result(feed, "not_modified", fetched, decision, started)
-
-    entries = [
-        normalize.normalize(p, feed.name, now, base_url=fetched.final_url) for p in parsed.entries
-    ]
-    # Most of a changed feed's items are the ones already stored: topic matching and
-    # dedupe keys are the costly part of an entry, so only new and edited ones pay it.
-    # (Only this feed's poll writes this feed's entries, so the read stays true.)
-    stored = db.entry_hashes(feed.name)
-    prepared = [
-        _prepare(poller, e, parsed.language) for e in entries if stored.get(e.key) != e.content_hash
-    ]
 
     def write(w: store.Store, tx: _Transaction) -> tuple[int, int, int, schedule.Decision]:
         new, updated, merged = _store_entries(poller, w, tx, prepared, now)
@@ -253,10 +264,98 @@ class _Prepared:
     matches: dict[str, tuple[str, ...]]
 
 
-def _prepare(poller: Poller, entry: Entry, language: str | None) -> _Prepared:
+def _parse_and_prepare(
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    max_entries: int,
+    feed: str,
+    now: datetime,
+    stored: dict[str, str],
+    matchers_blob: bytes,
+) -> tuple[ParsedFeed, list[_Prepared]]:
+    """Parse a fetched body and prepare its new and edited entries: pure, so it runs
+    in a parse process as well as in the poll thread. The feed comes back without
+    its entries, which only the prepared ones need."""
+    parsed = parse.parse(body, headers, url, max_entries=max_entries)
+    matchers = _matchers(matchers_blob)
+    prepared = []
+    for p in parsed.entries:
+        entry = normalize.normalize(p, feed, now, base_url=url)
+        if stored.get(entry.key) != entry.content_hash:
+            prepared.append(_prepare(matchers, entry, parsed.language))
+    return dataclasses.replace(parsed, entries=()), prepared
+
+
+_matcher_cache: dict[bytes, list[TopicMatcher]] = {}
+_matcher_lock = threading.Lock()
+
+
+def _matchers(blob: bytes) -> list[TopicMatcher]:
+    """The compiled topics sent as bytes, unpickled once per process (their stem
+    caches warm up across feeds)."""
+    key = hashlib.sha256(blob).digest()
+    with _matcher_lock:
+        found = _matcher_cache.get(key)
+        if found is None:
+            if len(_matcher_cache) > 8:
+                _matcher_cache.clear()
+            found = _matcher_cache[key] = pickle.loads(blob)  # our own bytes, never a feed's
+        return found
+
+
+class ParsePool:
+    """Parsing and entry preparation in worker processes, so both cores work.
+
+    The poll threads share one core (the GIL); feedparser, normalizing and stemming
+    are pure CPU and take most of a poll that brings new entries. With `processes`
+    = 0 the work runs in the calling thread. A worker that dies (a feed that makes
+    the parser crash or run out of memory) costs that feed one error, never the poll:
+    the pool is rebuilt and the work tried once more before giving up.
+    """
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.processes <= 0:
+            return fn(*args)
+        for _ in range(2):
+            pool = self._get()
+            try:
+                return pool.submit(fn, *args).result()
+            except BrokenProcessPool:
+                self._drop(pool)
+        raise ParseError("the parse process died on this feed", args[2] if len(args) > 2 else None)
+
+    def _get(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                ctx = multiprocessing.get_context("forkserver")
+                # the server imports the pipeline once; each worker forks from it warm
+                ctx.set_forkserver_preload(["aggregator.poll"])
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=ctx)
+            return self._pool
+
+    def _drop(self, pool: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _prepare(matchers: Sequence[TopicMatcher], entry: Entry, language: str | None) -> _Prepared:
     doc = topics.document(entry.title, entry.text, language)
     matches = {}
-    for m in poller.matchers:
+    for m in matchers:
         terms = m.matches(entry.feed, doc)
         if terms is not None:
             matches[m.slug] = terms

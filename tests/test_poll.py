@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import pickle
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -14,6 +16,8 @@ import pytest
 
 from aggregator import config as config_mod
 from aggregator import poll, store
+from aggregator.errors import ParseError
+from tests.conftest import toml_config
 from tests.feedserver import FeedServer, redirect, slow, status
 
 Make = Callable[..., config_mod.Config]
@@ -370,3 +374,66 @@ def test_cached_term_counts_agree_with_the_store(
     finally:
         poller.close()
         db.close()
+
+
+def _stored(cfg: config_mod.Config) -> list[tuple[object, ...]]:
+    """Entries with their story's first member, in a form two databases can compare."""
+    return rows(
+        cfg,
+        "SELECT e.feed, e.key, e.title, e.content_hash, e.sig, "
+        "(SELECT f.feed || ' ' || f.key FROM entries f WHERE f.story_id = e.story_id "
+        "ORDER BY f.id LIMIT 1) FROM entries e ORDER BY e.feed, e.key",
+    )
+
+
+def test_parse_processes_store_what_the_poll_threads_store(
+    corpus_dir: Path, server: FeedServer, tmp_path: Path
+) -> None:
+    """Parsing in worker processes is only a matter of speed: the same corpus polled
+    with `parse_processes = 0` and `= 2` stores the same entries in the same stories."""
+    server.serve_dir("/corpus", corpus_dir)
+    files = sorted(p.name for p in corpus_dir.iterdir() if p.suffix in (".xml", ".json"))
+    feeds = [(feed_name(f), server.url(f"/corpus/{f}")) for f in files]
+    results = {}
+    for n in (0, 2):
+        folder = tmp_path / f"processes-{n}"
+        folder.mkdir()
+        # one thread: the order of polls decides which copy leads a story
+        text = toml_config(feeds, polling=f"parse_processes = {n}\nconcurrency = 1")
+        (folder / "aggregator.toml").write_text(text, encoding="utf-8")
+        cfg = config_mod.load(folder / "aggregator.toml")
+        results[n] = (run_poll(cfg), _stored(cfg))
+    (threads, stored_threads), (procs, stored_procs) = results[0], results[2]
+    assert len(stored_threads) > 1000
+    assert stored_procs == stored_threads
+    assert {n: (r.status, r.error) for n, r in procs.items()} == {
+        n: (r.status, r.error) for n, r in threads.items()
+    }
+
+
+def _die(*args: object) -> None:
+    os._exit(3)
+
+
+def test_a_dying_parse_process_costs_one_feed_an_error() -> None:
+    pool = poll.ParsePool(1)
+    try:
+        with pytest.raises(ParseError, match="parse process died"):
+            pool.run(_die, b"", {}, "http://127.0.0.1/feed.xml")
+        # the pool is rebuilt: the next feed is parsed as usual
+        parsed, prepared = pool.run(
+            poll._parse_and_prepare,
+            rss(item("g1", "Wheat talks in Moscow")).encode(),
+            {"content-type": "application/rss+xml"},
+            "http://127.0.0.1/feed.xml",
+            100,
+            "f",
+            datetime.now(UTC),
+            {},
+            pickle.dumps([]),
+        )
+        assert parsed.entries == () and [p.entry.title for p in prepared] == [
+            "Wheat talks in Moscow"
+        ]
+    finally:
+        pool.close()
