@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__, opml, poll, publish, store, topics
+from . import __version__, opml, poll, prepare, publish, store, topics
 from . import config as config_mod
 from .errors import AggregatorError, ConfigError, StorageError
 
@@ -361,7 +361,7 @@ def match(ctx: click.Context, topic: str, entry_url: str | None) -> None:
     t = cfg.topic(topic)
     if t is None:
         raise ConfigError(str(cfg.path), f"no topic with slug {topic!r}", key="TOPIC")
-    matcher = poll.compile_topics(cfg)[cfg.topics.index(t)]
+    matcher = prepare.compile_topics(cfg)[cfg.topics.index(t)]
     if entry_url:
         db = store.Store(cfg.database.path)
         found = db.entry_by_link(entry_url)

@@ -14,8 +14,9 @@ measured in the same run on the same machine:
   process, first with this project (what `aggregator poll` does, after the config is
   loaded) and then with reader (`update_feeds(scheduled=False, workers=W)`), with the
   same number of workers. Times are the work inside the child (no interpreter
-  start-up); memory is the peak resident memory of the child and its parse
-  processes together (sampled every 10 ms).
+  start-up); memory is the peak of the summed PSS (proportional set size: shared
+  pages split) of the child and its parse processes, sampled every 10 ms, for both
+  systems (`own_maxrss_mib` in the JSON lines is the child's own peak RSS).
 * **serve**: `aggregator serve` (waitress) after a poll, under wrk with 50
   connections: `/topics/<slug>.atom` plain and conditional (If-None-Match), against
   nginx serving the same bytes from a file, and nginx serving our `export_dir`.
@@ -225,12 +226,13 @@ def child_reader(db_path: str, base: str, feeds: int, workers: int) -> dict[str,
 
 
 def _tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants (parse workers too)."""
+    """Memory of a process and all its descendants (parse workers too), as PSS: pages
+    the processes share (libraries) are split between them, not counted in each."""
     total = 0
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith("Pss:"):
                     total += int(line.split()[1])
                     break
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -270,7 +272,8 @@ def run_child(argv: list[str]) -> None:
     else:
         result = child_reader(argv[1], argv[2], int(argv[3]), int(argv[4]))
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result["maxrss_mib"] = max(own, sampler.stop()) / 1024
+    # both systems by the same measure: the peak of the tree's summed PSS
+    result["maxrss_mib"] = sampler.stop() / 1024
     result["own_maxrss_mib"] = own / 1024
     print(json.dumps(result))
 

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import config, normalize, parse, poll, topics
+from aggregator import config, normalize, parse, prepare, topics
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "corpus" / "seed" / "pak-russia-story.xml"
 
 
 @pytest.fixture(scope="module")
-def topic() -> poll.TopicMatcher:
+def topic() -> prepare.TopicMatcher:
     cfg = config.load(ROOT / "config" / "aggregator.toml")
     assert len(cfg.feeds) >= 20
-    return next(m for m in poll.compile_topics(cfg) if m.slug == "pakistan-russia")
+    return next(m for m in prepare.compile_topics(cfg) if m.slug == "pakistan-russia")
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ def topic() -> poll.TopicMatcher:
         ("Islamabad hosts Kremlin envoy", "en"),
     ],
 )
-def test_matches_in_each_script(topic: poll.TopicMatcher, text: str, language: str) -> None:
+def test_matches_in_each_script(topic: prepare.TopicMatcher, text: str, language: str) -> None:
     assert topic.query.matches(topics.document(text, "", language))
 
 
@@ -39,11 +39,11 @@ def test_matches_in_each_script(topic: poll.TopicMatcher, text: str, language: s
     "text",
     ["Pakistan beat India at cricket", "Россия и Китай провели переговоры", "روسی تیل کی قیمت"],
 )
-def test_does_not_match_one_side_only(topic: poll.TopicMatcher, text: str) -> None:
+def test_does_not_match_one_side_only(topic: prepare.TopicMatcher, text: str) -> None:
     assert topic.query.matches(topics.document(text, "")) is None
 
 
-def test_catches_the_seed_story(topic: poll.TopicMatcher) -> None:
+def test_catches_the_seed_story(topic: prepare.TopicMatcher) -> None:
     if not SEED.is_file():
         pytest.skip(f"the shared seed story is not here ({SEED}): it exists only in CI")
     parsed = parse.parse(SEED.read_bytes())

@@ -15,7 +15,7 @@ import feedparser
 import pytest
 
 from aggregator import config as config_mod
-from aggregator import poll, store
+from aggregator import poll, prepare, store
 from aggregator.errors import ParseError
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer, redirect, slow, status
@@ -422,7 +422,7 @@ def test_a_dying_parse_process_costs_one_feed_an_error() -> None:
             pool.run(_die, b"", {}, "http://127.0.0.1/feed.xml")
         # the pool is rebuilt: the next feed is parsed as usual
         parsed, prepared = pool.run(
-            poll._parse_and_prepare,
+            prepare.parse_and_prepare,
             rss(item("g1", "Wheat talks in Moscow")).encode(),
             {"content-type": "application/rss+xml"},
             "http://127.0.0.1/feed.xml",

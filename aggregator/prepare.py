@@ -1,0 +1,119 @@
+"""The pure, CPU-bound half of a poll: parse -> normalize -> what topics and dedupe
+need of each new entry (topic matches, dedupe signature and index keys).
+
+It runs in parse processes (`poll.ParsePool`), so it imports only the stages it
+strings together, never the network or the database: a worker stays small and
+starts fast. Everything here is a pure function of its arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import pickle
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from . import dedupe, normalize, parse, topics
+from .config import Config
+from .models import Entry, ParsedFeed
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMatcher:
+    """A compiled topic: which feeds it reads and its query."""
+
+    slug: str
+    #: None: every feed
+    feeds: frozenset[str] | None
+    query: topics.Query
+
+    def matches(self, feed: str, doc: topics.Document) -> tuple[str, ...] | None:
+        if self.feeds is not None and feed not in self.feeds:
+            return None
+        return self.query.matches(doc)
+
+
+def compile_topics(config: Config) -> list[TopicMatcher]:
+    """Compile every topic's query once (the config loader has validated them)."""
+    return [
+        TopicMatcher(
+            slug=t.slug,
+            feeds=frozenset(t.feeds) if t.feeds is not None else None,
+            query=topics.compile(t.query, config.aliases),
+        )
+        for t in config.topics
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An entry with what the write transaction needs computed in advance."""
+
+    entry: Entry
+    #: dedupe index keys, signature and the terms counted for IDF
+    keys: list[str]
+    sig: dedupe.Signature
+    terms: list[str]
+    #: topic slug -> the query terms that matched
+    matches: dict[str, tuple[str, ...]]
+
+
+def parse_and_prepare(
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    max_entries: int,
+    feed: str,
+    now: datetime,
+    stored: dict[str, str],
+    matchers_blob: bytes,
+) -> tuple[ParsedFeed, list[Prepared]]:
+    """Parse a fetched body and prepare its new and edited entries: pure, so it runs
+    in a parse process as well as in the poll thread. The feed comes back without
+    its entries, which only the prepared ones need."""
+    parsed = parse.parse(body, headers, url, max_entries=max_entries)
+    matchers = _matchers(matchers_blob)
+    prepared = []
+    for p in parsed.entries:
+        entry = normalize.normalize(p, feed, now, base_url=url)
+        if stored.get(entry.key) != entry.content_hash:
+            prepared.append(prepare_entry(matchers, entry, parsed.language))
+    return dataclasses.replace(parsed, entries=()), prepared
+
+
+_matcher_cache: dict[bytes, list[TopicMatcher]] = {}
+_matcher_lock = threading.Lock()
+
+
+def _matchers(blob: bytes) -> list[TopicMatcher]:
+    """The compiled topics sent as bytes, unpickled once per process (their stem
+    caches warm up across feeds)."""
+    key = hashlib.sha256(blob).digest()
+    with _matcher_lock:
+        found = _matcher_cache.get(key)
+        if found is None:
+            if len(_matcher_cache) > 8:
+                _matcher_cache.clear()
+            found = _matcher_cache[key] = pickle.loads(blob)  # our own bytes, never a feed's
+        return found
+
+
+def prepare_entry(matchers: Sequence[TopicMatcher], entry: Entry, language: str | None) -> Prepared:
+    """Everything the write transaction needs of one entry, computed outside it."""
+    doc = topics.document(entry.title, entry.text, language)
+    matches = {}
+    for m in matchers:
+        terms = m.matches(entry.feed, doc)
+        if terms is not None:
+            matches[m.slug] = terms
+    sig, keys = dedupe.analyze(entry.title, entry.text)
+    return Prepared(
+        entry,
+        keys=keys,
+        sig=sig,
+        terms=sorted(sig.everything),
+        matches=matches,
+    )
