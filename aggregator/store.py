@@ -146,6 +146,26 @@ def _m0002_feed_language(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE feeds ADD COLUMN language TEXT")
 
 
+@migrations(name="0003_entry_keys_by_time")
+def _m0003_entry_keys_by_time(db: sqlite_utils.Database) -> None:
+    # The window lookup (key, then newest first) becomes the table's own order: one
+    # B-tree less to write for each of an entry's 30 keys, and a third less disk.
+    for statement in (
+        """CREATE TABLE entry_keys_new (
+            key TEXT NOT NULL,
+            published TEXT NOT NULL,
+            entry_id INTEGER NOT NULL,
+            PRIMARY KEY (key, published, entry_id)
+        ) WITHOUT ROWID""",
+        "INSERT INTO entry_keys_new(key, published, entry_id) "
+        "SELECT key, published, entry_id FROM entry_keys",
+        "DROP TABLE entry_keys",
+        "ALTER TABLE entry_keys_new RENAME TO entry_keys",
+        "CREATE INDEX entry_keys_entry ON entry_keys(entry_id)",
+    ):
+        db.execute(statement)
+
+
 def ts(dt: datetime) -> str:
     """Format a time for storage: fixed-width UTC, so text order is time order."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

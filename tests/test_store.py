@@ -1,0 +1,49 @@
+"""The store's schema: migrations keep data, and the dedupe lookups use their index."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlite_utils
+
+from aggregator import store
+
+
+def test_entry_keys_migration_keeps_every_posting(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    store.migrations.apply(sqlite_utils.Database(conn), stop_before="0003_entry_keys_by_time")
+    conn.executemany(
+        "INSERT INTO entry_keys(key, entry_id, published) VALUES (?, ?, ?)",
+        [
+            ("wheat", 1, "2026-11-20T10:00:00.000000Z"),
+            ("moscow", 1, "2026-11-20T10:00:00.000000Z"),
+            ("wheat", 2, "2026-11-21T09:00:00.000000Z"),
+        ],
+    )
+    conn.close()
+
+    db = store.Store(path)  # applies the rest
+    at = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    hits = db.conn.execute(
+        "SELECT key, published, entry_id FROM entry_keys ORDER BY key, entry_id"
+    ).fetchall()
+    assert hits == [
+        ("moscow", "2026-11-20T10:00:00.000000Z", 1),
+        ("wheat", "2026-11-20T10:00:00.000000Z", 1),
+        ("wheat", "2026-11-21T09:00:00.000000Z", 2),
+    ]
+    # the window lookup reads the table's own order: no sort, no second index
+    plan = " ".join(
+        str(r[3])
+        for r in db.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT entry_id FROM entry_keys WHERE key = ? "
+            "AND published BETWEEN ? AND ? ORDER BY published DESC LIMIT 200",
+            ("wheat", store.ts(at - timedelta(days=2)), store.ts(at + timedelta(days=2))),
+        )
+    )
+    assert "PRIMARY KEY" in plan and "TEMP B-TREE" not in plan, plan
+    assert db.integrity_ok()
+    db.close()
