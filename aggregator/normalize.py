@@ -17,6 +17,7 @@ import html
 import itertools
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
 
@@ -302,45 +303,82 @@ def words(text: str) -> list[str]:
 # --- the entry -----------------------------------------------------------------
 
 
-def normalize(
-    entry: models.ParsedEntry, feed: str, now: datetime, base_url: str | None = None
-) -> models.Entry:
-    """Turn one parsed item of `feed` into the `Entry` we store, as first seen at `now`.
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What tells a stored item from a new or edited one: cheap to compute, so a
+    feed's unchanged items skip the rest of `normalize` (their HTML to text)."""
 
-    `base_url` is where the feed came from, for links the feed left relative.
-    """
+    key: str
+    content_hash: str
+    guid: str | None
+    link: str | None
+    canonical_link: str | None
+    title: str
+
+
+def identity(entry: models.ParsedEntry, base_url: str | None = None) -> Identity:
+    """The entry's key within its feed and the hash of what a reader sees."""
     link = absolute_url(entry.link, base_url)
     canonical = canonical_url(link) if link else None
     title = clean_title(entry.title)
-    summary_text = html_to_text(entry.summary)
-    content_text = html_to_text(entry.content)
-    parts = [title, summary_text]
-    if content_text != summary_text:
-        parts.append(content_text)
-    text = "\n".join(p for p in parts if p)
     guid = entry.guid.strip() if entry.guid and entry.guid.strip() else None
     if guid:
         key = guid
     elif canonical:
         key = canonical
+    elif title:
+        # No identity from the feed: the title is what stays put across polls.
+        key = "sha1:" + hashlib.sha1(title.encode("utf-8")).hexdigest()
     else:
-        # No identity from the feed: the title is what stays put across polls. An
-        # untitled item falls back to its text so two of them do not collide.
-        key = "sha1:" + hashlib.sha1((title or text).encode("utf-8")).hexdigest()
-    author = entry.author.strip() if entry.author and entry.author.strip() else None
-    return models.Entry(
-        feed=feed,
+        # An untitled item falls back to its text so two of them do not collide.
+        key = "sha1:" + hashlib.sha1(_text(title, entry).encode("utf-8")).hexdigest()
+    return Identity(
         key=key,
+        content_hash=content_hash(title, entry.summary, entry.content),
         guid=guid,
         link=link,
         canonical_link=canonical,
         title=title,
+    )
+
+
+def _text(title: str, entry: models.ParsedEntry) -> str:
+    """Title, summary and content as one plain text (the content only when it adds)."""
+    summary_text = html_to_text(entry.summary)
+    content_text = html_to_text(entry.content)
+    parts = [title, summary_text]
+    if content_text != summary_text:
+        parts.append(content_text)
+    return "\n".join(p for p in parts if p)
+
+
+def normalize(
+    entry: models.ParsedEntry,
+    feed: str,
+    now: datetime,
+    base_url: str | None = None,
+    ident: Identity | None = None,
+) -> models.Entry:
+    """Turn one parsed item of `feed` into the `Entry` we store, as first seen at `now`.
+
+    `base_url` is where the feed came from, for links the feed left relative;
+    `ident` is `identity(entry, base_url)` when the caller has it already.
+    """
+    ident = ident or identity(entry, base_url)
+    author = entry.author.strip() if entry.author and entry.author.strip() else None
+    return models.Entry(
+        feed=feed,
+        key=ident.key,
+        guid=ident.guid,
+        link=ident.link,
+        canonical_link=ident.canonical_link,
+        title=ident.title,
         summary_html=entry.summary,
         content_html=entry.content,
-        text=text,
+        text=_text(ident.title, entry),
         author=author,
         published=published_time(entry.published, now),
-        content_hash=content_hash(title, entry.summary, entry.content),
+        content_hash=ident.content_hash,
     )
 
 

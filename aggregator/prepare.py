@@ -78,8 +78,9 @@ def parse_and_prepare(
     matchers = _matchers(matchers_blob)
     prepared = []
     for p in parsed.entries:
-        entry = normalize.normalize(p, feed, now, base_url=url)
-        if stored.get(entry.key) != entry.content_hash:
+        ident = normalize.identity(p, url)
+        if stored.get(ident.key) != ident.content_hash:
+            entry = normalize.normalize(p, feed, now, base_url=url, ident=ident)
             prepared.append(prepare_entry(matchers, entry, parsed.language))
     return dataclasses.replace(parsed, entries=()), prepared
 
