@@ -246,6 +246,10 @@ class Store:
             # crash can lose the last commits, never corrupt the file.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Each poll thread and each request thread has its own connection: 1 MiB of
+            # page cache apiece (SQLite's default is 2 MiB) keeps eight of them from
+            # holding 16 MiB; the OS keeps the file's pages cached either way.
+            conn.execute("PRAGMA cache_size = -1024")
             self.conn = conn
             self.db = sqlite_utils.Database(conn)
             if migrate:
