@@ -16,7 +16,7 @@ by step, fast, with rows the product computed itself:
   deployment's would. Retellings draw their story from that day's `per-day / 15`
   shared stories, so a shared story has about three tellings.
 * **Pipeline.** Each chunk becomes one RSS document per feed, which goes through
-  `parse.parse`, `normalize.normalize` and `poll._prepare` (topic matches, dedupe
+  `parse.parse`, `normalize.normalize` and `prepare.prepare_entry` (topic matches, dedupe
   keys, signature, terms), then is stored in one transaction per chunk through
   `Store` methods, as `poll._store_entries` does. The one step left out is the
   near-duplicate search (`candidate_entries` + `dedupe.decide`) per loaded entry: a
@@ -42,7 +42,6 @@ noisy on a shared machine.
 from __future__ import annotations
 
 import argparse
-import inspect
 import re
 import resource
 import shutil
@@ -64,7 +63,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from farm import NewsItem, item_xml, news_item  # noqa: E402
 from run import TOPICS, median, write_config  # noqa: E402
 
-from aggregator import config, models, normalize, parse, poll, publish, store  # noqa: E402
+from aggregator import config, models, normalize, parse, poll, prepare, publish, store  # noqa: E402
 from aggregator.models import PollResult  # noqa: E402
 from tests.feedserver import FeedServer  # noqa: E402
 
@@ -135,19 +134,12 @@ class Timeline:
         )
 
 
-_worker: poll.Poller | None = None
+_matchers: list[prepare.TopicMatcher] | None = None
 
 
 def _start_worker(cfg_path: Path) -> None:
-    global _worker
-    _worker = poll.Poller(config.load(cfg_path))
-
-
-def prepare(poller: poll.Poller, entry: models.Entry) -> Any:
-    """`poll._prepare` of one entry: it takes the poller, or (since the stage ran in
-    worker threads) just its compiled topics."""
-    first = next(iter(inspect.signature(poll._prepare).parameters))
-    return poll._prepare(poller.matchers if first == "matchers" else poller, entry, None)
+    global _matchers
+    _matchers = prepare.compile_topics(config.load(cfg_path))
 
 
 def prepare_chunk(
@@ -155,7 +147,7 @@ def prepare_chunk(
 ) -> tuple[list[Any], dict[str, int | None]]:
     """Entries start..end normalized and prepared as `poll` prepares them, with the
     story each retells (by guid); runs in a worker process."""
-    assert _worker is not None
+    assert _matchers is not None
     by_feed: dict[int, list[NewsItem]] = defaultdict(list)
     for k in range(start, end):
         it = timeline.item(k)
@@ -169,7 +161,7 @@ def prepare_chunk(
             story_of[it.guid] = it.story
             seen = it.published + timedelta(minutes=10)
             entry = normalize.normalize(parsed_entry(it), f"f{feed}", seen, base_url=None)
-            prepared.append(prepare(_worker, entry))
+            prepared.append(prepare.prepare_entry(_matchers, entry, None))
     return prepared, story_of
 
 
