@@ -26,7 +26,7 @@ from waitress.task import WSGITask
 
 #: what serves HTTP, for logs and benchmark labels
 NAME = "waitress"
-#: worker threads running the app; requests are read and written by the loop thread
+#: worker threads running the app; requests are read whole by the loop thread first
 THREADS = 8
 #: concurrent HTTP connections; stays well below select()'s 1024 descriptors
 CONNECTION_LIMIT = 500
@@ -114,6 +114,7 @@ class Server:
             return
         self._closed = True
         self._inner.close()
+        # the connections share the listener's socket map (waitress keeps it as `_map`)
         wasyncore.close_all(self._inner._map, ignore_all=True)
         self._inner.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
 

@@ -28,6 +28,9 @@ TOPIC_ROUTE = "/topics/<slug>.<fmt>"
 _FLASK_CONDITIONS = ("HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_RANGE", "HTTP_RANGE")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+_Headers = tuple[tuple[str, str], ...]
+#: a rendered feed, the headers of its 200 and of its 304, its Last-Modified
+_Prepared = tuple[publish.Rendered, _Headers, _Headers, str | None]
 
 
 def health(config: Config, db: store.Store, now: datetime) -> tuple[bool, dict[str, Any]]:
@@ -170,8 +173,7 @@ class TopicFeeds:
         self._topics = {t.slug: t for t in config.topics}
         self._cache = cache
         self._db = db
-        # rendered feed -> (headers of a 200, headers of a 304, Last-Modified)
-        self._prepared: dict[tuple[str, str], tuple[publish.Rendered, Any, Any, str | None]] = {}
+        self._prepared: dict[tuple[str, str], _Prepared] = {}  # by (slug, format)
         self._count = {
             code: metrics.HTTP_REQUESTS.labels(TOPIC_ROUTE, code) for code in ("200", "304")
         }
@@ -204,9 +206,7 @@ class TopicFeeds:
         start_response("304 NOT MODIFIED", list(not_modified_headers))
         return []
 
-    def _prepare(
-        self, slug: str, fmt: str, r: publish.Rendered
-    ) -> tuple[publish.Rendered, Any, Any, str | None]:
+    def _prepare(self, slug: str, fmt: str, r: publish.Rendered) -> _Prepared:
         last_modified = http_date(r.last_modified) if r.last_modified is not None else None
         ok = [
             ("Content-Type", r.content_type),
@@ -216,6 +216,11 @@ class TopicFeeds:
         if last_modified is not None:
             ok.append(("Last-Modified", last_modified))
         common = [("Cache-Control", CACHE_CONTROL), ("X-Content-Type-Options", "nosniff")]
-        prepared = (r, tuple(ok + common), tuple([("ETag", r.etag), *common]), last_modified)
+        prepared: _Prepared = (
+            r,
+            tuple(ok + common),
+            tuple([("ETag", r.etag), *common]),
+            last_modified,
+        )
         self._prepared[(slug, fmt)] = prepared
         return prepared
