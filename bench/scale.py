@@ -15,13 +15,16 @@ by step, fast, with rows the product computed itself:
   1M about 67 days, and the dedupe window around "now" holds what such a
   deployment's would. Retellings draw their story from that day's `per-day / 15`
   shared stories, so a shared story has about three tellings.
-* **Pipeline.** Each chunk becomes one RSS document per feed, which goes through
-  `parse.parse`, `normalize.normalize` and `prepare.prepare_entry` (topic matches, dedupe
-  keys, signature, terms), then is stored in one transaction per chunk through
-  `Store` methods, as `poll._store_entries` does. The one step left out is the
-  near-duplicate search (`candidate_entries` + `dedupe.decide`) per loaded entry: a
-  retelling joins its story by the generator's story number instead, so stories
-  have several members as in real life, without the search's cost during loading.
+* **Pipeline.** Each item becomes the `ParsedEntry` that `parse.parse` gives for
+  its RSS (checked against the real parser on one feed's items per chunk; feedparser
+  itself would be half of the loading time), then goes through
+  `normalize.normalize` and `prepare.prepare_entry` (topic matches, dedupe keys,
+  signature, terms) in `--jobs` worker processes, and is stored in one transaction
+  per `--chunk` entries through `Store` methods, as `poll._store_entries` does. The
+  one step left out is the near-duplicate search (`candidate_entries` +
+  `dedupe.decide`) per loaded entry: a retelling joins its story by the generator's
+  story number instead, so stories have several members as in real life, without
+  the search's cost during loading.
 * **Measures**, at each size: (a) an uncached 50-entry `publish.render_topic` of the
   broadest and the narrowest topic, median of `--runs`; (b) `poll.poll_feed` of one
   feed over a real loopback HTTP server whose document holds `--new` new items
