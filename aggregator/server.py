@@ -113,10 +113,12 @@ class Server:
         if self._closed:
             return
         self._closed = True
-        self._inner.close()
-        # the connections share the listener's socket map (waitress keeps it as `_map`)
-        wasyncore.close_all(self._inner._map, ignore_all=True)
+        # The listening socket first; then requests in flight finish (they wake the loop
+        # through its trigger, so that stays open until they are done); then every
+        # connection and the trigger, which share the listener's socket map (`_map`).
+        wasyncore.dispatcher.close(self._inner)
         self._inner.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        wasyncore.close_all(self._inner._map, ignore_all=True)
 
 
 def make_server(
