@@ -47,3 +47,15 @@ def test_entry_keys_migration_keeps_every_posting(tmp_path: Path) -> None:
     assert "PRIMARY KEY" in plan and "TEMP B-TREE" not in plan, plan
     assert db.integrity_ok()
     db.close()
+
+
+def test_a_feeds_stored_hashes_are_read_from_an_index(tmp_path: Path) -> None:
+    db = store.Store(tmp_path / "a.db")
+    plan = " ".join(
+        str(r[3])
+        for r in db.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT key, content_hash FROM entries WHERE feed = ?", ("f",)
+        )
+    )
+    assert "COVERING INDEX entries_feed_hash" in plan, plan
+    db.close()
