@@ -264,7 +264,7 @@ class Daemon:
                 if self._in_flight == 0:
                     break
             time.sleep(0.05)
-        self.poller.close()
+        self.poller.close(timeout=max(0.5, deadline - time.monotonic()))
         self.notifier.close()
 
 

@@ -163,11 +163,13 @@ class Poller:
     def store(self) -> store.Store:
         return store.for_thread(self.config.database.path)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Release the HTTP session and the parse processes, waiting at most
+        `timeout` seconds for a parse in progress (the daemon's stop has a deadline)."""
         close = getattr(self.session, "close", None)
         if close is not None:
             close()
-        self.parsers.close()
+        self.parsers.close(timeout)
 
 
 def _now() -> datetime:
@@ -283,7 +285,9 @@ class ParsePool:
                 # spawn: a fresh interpreter that imports only `prepare` and its stages
                 # (no fork of a threaded process, no fork server kept beside it)
                 ctx = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=ctx)
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=ctx, initializer=prepare.worker_started
+                )
             return self._pool
 
     def _drop(self, pool: ProcessPoolExecutor) -> None:
@@ -292,11 +296,22 @@ class ParsePool:
                 self._pool = None
         pool.shutdown(wait=False, cancel_futures=True)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the workers; a clean shutdown also releases the queues' semaphores
+        (otherwise multiprocessing's tracker warns about them on stderr)."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is None:
+            return
+        if timeout is None:
             pool.shutdown(wait=True, cancel_futures=True)
+            return
+        stopping = threading.Thread(
+            target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+        )
+        stopping.start()
+        # past the deadline a worker still parsing is left to `worker_started`'s watch
+        stopping.join(timeout)
 
 
 class _Transaction:

@@ -75,7 +75,7 @@ class TopicCache:
 
     def versions(self, db: store.Store) -> dict[str, int]:
         """Each topic's version as `db` sees it now."""
-        mark = (int(db.conn.execute("PRAGMA data_version").fetchone()[0]), db.conn.total_changes)
+        mark = db.change_mark()
         with self._lock:
             seen = self._versions.get(db)
         if seen is not None and seen[0] == mark:

@@ -322,6 +322,12 @@ class Store:
         row = self.conn.execute(sql, params).fetchone()
         return row[0] if row else None
 
+    def change_mark(self) -> tuple[int, int]:
+        """A value that changes whenever the database may have: `data_version` moves
+        on another connection's or process's commit, `total_changes` on this one's.
+        Cheap enough to ask on every request (no table is read)."""
+        return int(self._one("PRAGMA data_version")), self.conn.total_changes
+
     def integrity_ok(self) -> bool:
         return bool(self._one("PRAGMA integrity_check") == "ok")
 

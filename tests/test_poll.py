@@ -6,7 +6,11 @@ import csv
 import os
 import pickle
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -437,3 +441,34 @@ def test_a_dying_parse_process_costs_one_feed_an_error() -> None:
         ]
     finally:
         pool.close()
+
+
+_ORPHAN_SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from aggregator import poll
+
+def main():
+    pool = poll.ParsePool(1)
+    print(pool.run(os.getpid), flush=True)  # the worker's pid
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_parse_processes_leave_when_the_poller_is_killed(tmp_path: Path) -> None:
+    """kill -9 of a poll (or the daemon) must not leave its parse process behind."""
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT, encoding="utf-8")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, str(script), root], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    worker = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{worker}").exists(), "the parse process outlived its poller"
