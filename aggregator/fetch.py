@@ -341,7 +341,10 @@ class _Deadlines:
                     target=self._run, name="fetch-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0] is entry:
+                # only an earlier deadline than the one it sleeps toward needs the
+                # thread awake: waking it for every request cost a GIL hand-off each
+                self._cond.notify()
         return entry
 
     def cancel(self, entry: list[Any]) -> None:
