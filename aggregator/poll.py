@@ -439,6 +439,7 @@ def _find_story(
         entry.published - window,
         entry.published + window,
         min_shared=dedupe.MIN_SHARED_KEYS,
+        limit=dedupe.MAX_CANDIDATES,
     )
     if not rows:
         return None
