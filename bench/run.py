@@ -135,6 +135,7 @@ def write_config(
     *,
     export: bool = False,
     port: int = 8080,
+    max_entries: int | None = None,
 ) -> Path:
     lines = [
         "[database]",
@@ -151,6 +152,8 @@ def write_config(
         f"concurrency = {workers}",
         f"per_host = {workers}",
     ]
+    if max_entries:
+        lines.append(f"max_entries = {max_entries}")
     for i in range(feeds):
         lines += ["[[feeds]]", f'name = "f{i}"', f'url = "{base}/feed/{i}.xml"']
         lines.append("allow_private = true")
@@ -292,8 +295,12 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for system in args.systems:
                     with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
                         folder = Path(tmp)
-                        cfg = write_config(folder, base, n, args.workers)
+                        cfg = write_config(
+                            folder, base, n, args.workers, max_entries=args.max_entries
+                        )
                         for phase, rnd in (("cold", 0), ("warm", 0), ("changed", 1)):
+                            if phase not in args.phases:
+                                continue
                             set_round(base, rnd)
                             if system == "ours":
                                 prof = None
@@ -314,6 +321,8 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 flush=True,
                             )
         for phase in PHASES:
+            if phase not in args.phases:
+                continue
             row: dict[str, Any] = {"feeds": n, "phase": phase}
             for system in args.systems:
                 rs = figures.get((system, phase), [])
@@ -328,6 +337,7 @@ def print_poll(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
         f"\npolling: median of {args.runs} runs, {args.workers} workers, K={args.new} "
         f"new items per feed, latency {args.latency} ms"
+        + (f", ours keeping {args.max_entries} entries per poll" if args.max_entries else "")
     )
     print("| feeds | phase | ours s | reader s | ratio | ours MiB | reader MiB | ratio |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -564,6 +574,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency", type=float, default=0.0, help="farm latency per answer, ms")
     ap.add_argument("--systems", nargs="+", default=["ours", "reader"])
     ap.add_argument("--profile", help="folder for cProfile output of our first run")
+    ap.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
+    ap.add_argument(
+        "--max-entries",
+        type=int,
+        help="ours only: [polling] max_entries, to seed a warm run of many feeds quickly",
+    )
     ap.add_argument("--seconds", type=int, default=5, help="wrk duration")
     ap.add_argument("--serve-feeds", type=int, default=200)
     ap.add_argument("--scale-feeds", type=int, nargs="+", default=[100, 300])
