@@ -265,6 +265,7 @@ class ParsePool:
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
+        self._worked = False
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -274,9 +275,19 @@ class ParsePool:
         for _ in range(2):
             pool = self._get()
             try:
-                return pool.submit(fn, *args).result()
+                result = pool.submit(fn, *args).result()
             except BrokenProcessPool:
                 self._drop(pool)
+            else:
+                self._worked = True
+                return result
+        if not self._worked:
+            # Workers that never finished anything cannot start here at all (a
+            # program read from stdin, which a spawned interpreter cannot re-import):
+            # parse in the poll threads rather than fail every feed.
+            log.warning("parse processes cannot start; parsing in the poll threads")
+            self.processes = 0
+            return fn(*args)
         raise ParseError("the parse process died on this feed", args[2] if len(args) > 2 else None)
 
     def _get(self) -> ProcessPoolExecutor:

@@ -419,28 +419,58 @@ def _die(*args: object) -> None:
     os._exit(3)
 
 
+def _parse_one(pool: poll.ParsePool, title: str) -> list[str]:
+    parsed, prepared = pool.run(
+        prepare.parse_and_prepare,
+        rss(item("g1", title)).encode(),
+        {"content-type": "application/rss+xml"},
+        "http://127.0.0.1/feed.xml",
+        100,
+        "f",
+        datetime.now(UTC),
+        {},
+        pickle.dumps([]),
+    )
+    assert parsed.entries == ()
+    return [p.entry.title for p in prepared]
+
+
 def test_a_dying_parse_process_costs_one_feed_an_error() -> None:
     pool = poll.ParsePool(1)
     try:
+        assert _parse_one(pool, "Wheat talks in Moscow") == ["Wheat talks in Moscow"]
         with pytest.raises(ParseError, match="parse process died"):
             pool.run(_die, b"", {}, "http://127.0.0.1/feed.xml")
-        # the pool is rebuilt: the next feed is parsed as usual
-        parsed, prepared = pool.run(
-            prepare.parse_and_prepare,
-            rss(item("g1", "Wheat talks in Moscow")).encode(),
-            {"content-type": "application/rss+xml"},
-            "http://127.0.0.1/feed.xml",
-            100,
-            "f",
-            datetime.now(UTC),
-            {},
-            pickle.dumps([]),
-        )
-        assert parsed.entries == () and [p.entry.title for p in prepared] == [
-            "Wheat talks in Moscow"
-        ]
+        # the pool is rebuilt: the next feed is parsed as usual, in a process
+        assert _parse_one(pool, "Grain deal signed") == ["Grain deal signed"]
+        assert pool.processes == 1
     finally:
         pool.close()
+
+
+_STDIN_SCRIPT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from aggregator import poll, prepare
+pool = poll.ParsePool(1)
+print(pool.run(sum, [1, 2, 3]), pool.processes)
+pool.close()
+"""
+
+
+def test_parse_processes_that_cannot_start_fall_back_to_threads() -> None:
+    """A program read from stdin cannot be re-imported by a spawned worker: polls
+    must parse in their threads, not fail."""
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-", root],
+        input=_STDIN_SCRIPT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["6", "0"]
 
 
 _ORPHAN_SCRIPT = """
