@@ -55,8 +55,10 @@ class TermStats:
     REWEIGH = 0.1
     #: re-read the number of stored entries this often (it counts another process's)
     RECOUNT_SECONDS = 300.0
-    #: start over past this many cached terms, so a long-running daemon stays small
-    MAX_TERMS = 500_000
+    #: start over past this many cached terms or known entries, so a long-running
+    #: daemon stays small (each is a few tens of MiB at most)
+    MAX_TERMS = 200_000
+    MAX_KNOWN = 200_000
 
     def __init__(self) -> None:
         self.df: dict[str, int] = {}
@@ -76,7 +78,7 @@ class TermStats:
 
     def begin(self, db: store.Store) -> dedupe.IdfWeights:
         """The weights to decide with during one write transaction."""
-        if len(self.df) > self.MAX_TERMS:
+        if len(self.df) > self.MAX_TERMS or len(self.known) > self.MAX_KNOWN:
             self.forget()
         now = time.monotonic()
         if self.n_docs is None or now - self.counted_at > self.RECOUNT_SECONDS:

@@ -502,3 +502,22 @@ def test_parse_processes_leave_when_the_poller_is_killed(tmp_path: Path) -> None
     while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{worker}").exists(), "the parse process outlived its poller"
+
+
+def test_term_counts_start_over_past_their_cap(tmp_path: Path) -> None:
+    """A long-running daemon's cached counts stay bounded: past the cap they are
+    dropped and read again from the store as needed."""
+    db = store.Store(tmp_path / "a.db")
+    try:
+        stats = poll.TermStats()
+        stats.MAX_TERMS = 3
+        with db.write():
+            stats.begin(db)
+            stats.load(db, {"wheat", "moscow", "karachi", "port"})
+            stats.known.add(1)
+        assert len(stats.df) == 4
+        with db.write():
+            stats.begin(db)
+        assert not stats.df and not stats.known
+    finally:
+        db.close()
