@@ -70,7 +70,7 @@ class PollingConfig:
     #: most entries kept from one poll of one feed (newest kept)
     max_entries: int = 1000
     #: processes that parse feeds and prepare their entries (0: in the poll threads)
-    parse_processes: int = field(default_factory=lambda: default_parse_processes())
+    parse_processes: int = field(default_factory=default_parse_processes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -343,7 +343,7 @@ def terms(title: str, text: str) -> set[str]:
 
 def terms_of(sig: Signature) -> set[str]:
     """`terms()` of an entry whose signature is already computed."""
-    return set(sig.title | sig.lead)
+    return set(sig.everything)
 
 
 def index_keys(title: str, text: str) -> list[str]:

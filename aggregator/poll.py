@@ -60,13 +60,15 @@ class TermStats:
     MAX_TERMS = 200_000
     MAX_KNOWN = 200_000
 
+    df: dict[str, int]
+    #: stored entries whose terms are all in `df` already
+    known: set[int]
+    n_docs: int | None
+    counted_at: float
+    weights: dedupe.IdfWeights
+
     def __init__(self) -> None:
-        self.df: dict[str, int] = {}
-        #: stored entries whose terms are all in `df` already
-        self.known: set[int] = set()
-        self.n_docs: int | None = None
-        self.counted_at = 0.0
-        self.weights = dedupe.IdfWeights(self.df, 0)
+        self.forget()
 
     def forget(self) -> None:
         """Drop every cached count (the store's changed under us: a prune)."""
@@ -290,7 +292,7 @@ class ParsePool:
             log.warning("parse processes cannot start; parsing in the poll threads")
             self.processes = 0
             return fn(*args)
-        raise ParseError("the parse process died on this feed", args[2] if len(args) > 2 else None)
+        raise ParseError("the parse process died on this feed")
 
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
