@@ -52,20 +52,20 @@ BOUND = 20.0
 
 
 @pytest.fixture
-def session() -> Iterator[requests.Session]:
+def session() -> Iterator[fetch.Session]:
     s = fetch.make_session(4)
     yield s
     s.close()
 
 
-def get(session: requests.Session, url: str, **kwargs: object) -> Fetched:
+def get(session: fetch.Session, url: str, **kwargs: object) -> Fetched:
     options: dict[str, object] = {"timeout": 5.0, "max_body": MiB}
     options.update(kwargs)
     state = options.pop("state", None) or FeedState("feed", url)
     return fetch.get(session, state, **options)  # type: ignore[arg-type]
 
 
-def fails(session: requests.Session, url: str, **kwargs: object) -> FetchError:
+def fails(session: fetch.Session, url: str, **kwargs: object) -> FetchError:
     with pytest.raises(FetchError) as info:
         get(session, url, **kwargs)
     return info.value
@@ -230,7 +230,7 @@ def test_user_agent_names_the_project() -> None:
 
 
 def test_200_returns_body_validators_and_lower_case_headers(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.add("/feed.xml", RSS, headers={"X-Custom": "yes"})
     got = get(session, feed_server.url("/feed.xml"))
@@ -247,7 +247,7 @@ def test_200_returns_body_validators_and_lower_case_headers(
 
 
 def test_second_poll_sends_validators_and_gets_304(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.add("/feed.xml", RSS)
     first = get(session, feed_server.url("/feed.xml"))
@@ -263,7 +263,21 @@ def test_second_poll_sends_validators_and_gets_304(
     assert sent["if-modified-since"] == first.last_modified
 
 
-def test_first_poll_sends_no_validators(feed_server: FeedServer, session: requests.Session) -> None:
+def test_non_ascii_path_is_percent_encoded_and_fragment_dropped(
+    feed_server: FeedServer, session: fetch.Session
+) -> None:
+    # Russian and Urdu outlets put their own script in feed paths.
+    feed_server.add("/новости/rss лента.xml", RSS)
+    result = get(session, feed_server.url("/новости/rss лента.xml#top"))
+    assert (result.status, result.body) == (200, RSS)
+    sent = feed_server.requests[-1].path
+    assert (
+        sent
+        == "/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/rss%20%D0%BB%D0%B5%D0%BD%D1%82%D0%B0.xml"
+    )
+
+
+def test_first_poll_sends_no_validators(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.add("/feed.xml", RSS)
     get(session, feed_server.url("/feed.xml"))
     sent = feed_server.requests_for("/feed.xml")[0].headers
@@ -271,7 +285,7 @@ def test_first_poll_sends_no_validators(feed_server: FeedServer, session: reques
 
 
 def test_304_keeps_stored_validators_when_the_response_has_none(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.route("/bare304", status(304))
     feed_server.route("/new304", status(304, {"ETag": '"v2"'}))
@@ -282,7 +296,7 @@ def test_304_keeps_stored_validators_when_the_response_has_none(
     assert (new.etag, new.last_modified) == ('"v2"', last_modified)
 
 
-def test_changed_feed_gets_200_again(feed_server: FeedServer, session: requests.Session) -> None:
+def test_changed_feed_gets_200_again(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.add("/feed.xml", RSS, last_modified=1_700_000_000)
     first = get(session, feed_server.url("/feed.xml"))
     changed = RSS.replace(b"<title>t</title>", b"<title>u</title>")
@@ -294,7 +308,7 @@ def test_changed_feed_gets_200_again(feed_server: FeedServer, session: requests.
 
 
 def test_user_agent_and_accept_encoding_sent(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.add("/feed.xml", RSS)
     get(session, feed_server.url("/feed.xml"))
@@ -304,9 +318,7 @@ def test_user_agent_and_accept_encoding_sent(
     assert "application/rss+xml" in sent["accept"]
 
 
-def test_keep_alive_reuses_one_connection(
-    feed_server: FeedServer, session: requests.Session
-) -> None:
+def test_keep_alive_reuses_one_connection(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.add("/a.xml", RSS)
     feed_server.add("/b.xml", RSS + b" ")
     first = get(session, feed_server.url("/a.xml"))
@@ -330,7 +342,7 @@ def test_keep_alive_reuses_one_connection(
     ],
 )
 def test_http_errors_carry_status(
-    feed_server: FeedServer, session: requests.Session, code: int, message: str
+    feed_server: FeedServer, session: fetch.Session, code: int, message: str
 ) -> None:
     feed_server.route("/x", status(code, {"Retry-After": "60"}))
     error = fails(session, feed_server.url("/x"))
@@ -340,7 +352,7 @@ def test_http_errors_carry_status(
     assert error.retry_after is None  # only 429 and 503 pass it on
 
 
-def test_unknown_path_is_404(feed_server: FeedServer, session: requests.Session) -> None:
+def test_unknown_path_is_404(feed_server: FeedServer, session: fetch.Session) -> None:
     assert fails(session, feed_server.url("/missing.xml")).status == 404
 
 
@@ -348,14 +360,14 @@ def test_unknown_path_is_404(feed_server: FeedServer, session: requests.Session)
     ("code", "retry_after"), [(429, "120"), (503, "Wed, 21 Oct 2026 07:28:00 GMT")]
 )
 def test_429_and_503_capture_retry_after(
-    feed_server: FeedServer, session: requests.Session, code: int, retry_after: str
+    feed_server: FeedServer, session: fetch.Session, code: int, retry_after: str
 ) -> None:
     feed_server.route("/busy", status(code, {"Retry-After": retry_after}))
     error = fails(session, feed_server.url("/busy"))
     assert (error.status, error.retry_after) == (code, retry_after)
 
 
-def test_429_without_retry_after(feed_server: FeedServer, session: requests.Session) -> None:
+def test_429_without_retry_after(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/busy", status(429))
     error = fails(session, feed_server.url("/busy"))
     assert (error.status, error.retry_after) == (429, None)
@@ -364,13 +376,13 @@ def test_429_without_retry_after(feed_server: FeedServer, session: requests.Sess
 # -- network failures and time limits ----------------------------------------------------------
 
 
-def test_connection_refused(session: requests.Session) -> None:
+def test_connection_refused(session: fetch.Session) -> None:
     error = fails(session, f"http://127.0.0.1:{free_port()}/feed.xml")
     assert error.status is None
     assert error.message == "connection refused"
 
 
-def test_read_timeout(feed_server: FeedServer, session: requests.Session) -> None:
+def test_read_timeout(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/slow", slow(10))
     started = time.monotonic()
     error = fails(session, feed_server.url("/slow"), timeout=0.5)
@@ -379,14 +391,14 @@ def test_read_timeout(feed_server: FeedServer, session: requests.Session) -> Non
     assert time.monotonic() - started < BOUND
 
 
-def test_slow_but_in_time_is_fine(feed_server: FeedServer, session: requests.Session) -> None:
+def test_slow_but_in_time_is_fine(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/slow", slow(0.3, RSS))
     assert get(session, feed_server.url("/slow"), timeout=5).body == RSS
 
 
 @pytest.mark.parametrize("in_headers", [False, True], ids=["body", "headers"])
 def test_trickle_hits_the_whole_request_deadline(
-    feed_server: FeedServer, session: requests.Session, in_headers: bool
+    feed_server: FeedServer, session: fetch.Session, in_headers: bool
 ) -> None:
     # One byte every 0.2 s forever: no single read ever times out.
     feed_server.route("/trickle", trickle(interval=0.2, in_headers=in_headers))
@@ -397,7 +409,7 @@ def test_trickle_hits_the_whole_request_deadline(
 
 
 def test_trickled_body_with_length_hits_an_explicit_deadline(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.route("/trickle", trickle(b"x" * 1000, interval=0.1))
     error = fails(session, feed_server.url("/trickle"), timeout=1.0, deadline=2.0)
@@ -405,22 +417,20 @@ def test_trickled_body_with_length_hits_an_explicit_deadline(
 
 
 def test_deadline_never_shorter_than_timeout(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.route("/slow", slow(0.5, RSS))
     assert get(session, feed_server.url("/slow"), timeout=5, deadline=0.01).body == RSS
 
 
-def test_connection_closed_mid_body(feed_server: FeedServer, session: requests.Session) -> None:
+def test_connection_closed_mid_body(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/cut", close_mid_body(RSS * 100, after=500))
     feed_server.route("/lie", lying_length(RSS, claimed=len(RSS) + 1000))
     assert fails(session, feed_server.url("/cut")).message == "connection closed mid-body"
     assert fails(session, feed_server.url("/lie")).message == "connection closed mid-body"
 
 
-def test_session_survives_a_failed_fetch(
-    feed_server: FeedServer, session: requests.Session
-) -> None:
+def test_session_survives_a_failed_fetch(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/cut", close_mid_body(RSS * 100, after=500))
     feed_server.add("/ok.xml", RSS)
     fails(session, feed_server.url("/cut"))
@@ -430,7 +440,7 @@ def test_session_survives_a_failed_fetch(
 # -- body size and encoding --------------------------------------------------------------------
 
 
-def test_endless_body_hits_the_cap(feed_server: FeedServer, session: requests.Session) -> None:
+def test_endless_body_hits_the_cap(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/endless", endless())
     started = time.monotonic()
     error = fails(session, feed_server.url("/endless"), max_body=MiB)
@@ -439,19 +449,19 @@ def test_endless_body_hits_the_cap(feed_server: FeedServer, session: requests.Se
 
 
 def test_content_length_over_cap_refused_before_reading(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.route("/big", content(b"x" * 5000))
     error = fails(session, feed_server.url("/big"), max_body=4096)
     assert error.message == "body exceeds 4 KiB cap (Content-Length 5000)"
 
 
-def test_body_exactly_at_cap_is_fine(feed_server: FeedServer, session: requests.Session) -> None:
+def test_body_exactly_at_cap_is_fine(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/exact", content(b"x" * 4096))
     assert len(get(session, feed_server.url("/exact"), max_body=4096).body) == 4096
 
 
-def test_gzip_is_decoded(feed_server: FeedServer, session: requests.Session) -> None:
+def test_gzip_is_decoded(feed_server: FeedServer, session: fetch.Session) -> None:
     body = RSS * 200
     feed_server.add("/feed.xml", body, gzip=True)
     got = get(session, feed_server.url("/feed.xml"))
@@ -461,7 +471,7 @@ def test_gzip_is_decoded(feed_server: FeedServer, session: requests.Session) -> 
 
 
 def test_gzip_bomb_refused_without_inflating_it(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     bomb = 64 * MiB
     feed_server.route("/bomb", gzipped(b"\0" * bomb))
@@ -477,13 +487,13 @@ def test_gzip_bomb_refused_without_inflating_it(
 
 
 def test_unsupported_content_encoding_refused(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.route("/br", content(b"\x0b\x02\x80hello\x03", **{"Content-Encoding": "br"}))
     assert fails(session, feed_server.url("/br")).message == "unsupported Content-Encoding 'br'"
 
 
-def test_corrupt_gzip_is_an_error(feed_server: FeedServer, session: requests.Session) -> None:
+def test_corrupt_gzip_is_an_error(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/bad", content(b"not gzip at all", **{"Content-Encoding": "gzip"}))
     assert fails(session, feed_server.url("/bad")).message.startswith("bad gzip body")
 
@@ -493,7 +503,7 @@ def test_corrupt_gzip_is_an_error(feed_server: FeedServer, session: requests.Ses
 
 @pytest.mark.parametrize("code", [301, 308])
 def test_permanent_redirect_sets_permanent_url(
-    feed_server: FeedServer, session: requests.Session, code: int
+    feed_server: FeedServer, session: fetch.Session, code: int
 ) -> None:
     feed_server.add("/new.xml", RSS)
     feed_server.route("/old.xml", redirect(code, "/new.xml"))
@@ -505,7 +515,7 @@ def test_permanent_redirect_sets_permanent_url(
 
 @pytest.mark.parametrize("code", [302, 303, 307])
 def test_temporary_redirect_keeps_the_url(
-    feed_server: FeedServer, session: requests.Session, code: int
+    feed_server: FeedServer, session: fetch.Session, code: int
 ) -> None:
     feed_server.add("/new.xml", RSS)
     feed_server.route("/old.xml", redirect(code, feed_server.url("/new.xml")))
@@ -515,7 +525,7 @@ def test_temporary_redirect_keeps_the_url(
 
 
 def test_permanent_then_temporary_is_not_permanent(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.add("/c.xml", RSS)
     feed_server.route("/a.xml", redirect(301, "/b.xml"))
@@ -524,9 +534,7 @@ def test_permanent_then_temporary_is_not_permanent(
     assert (got.final_url, got.permanent_url) == (feed_server.url("/c.xml"), None)
 
 
-def test_permanent_chain_moves_to_the_end(
-    feed_server: FeedServer, session: requests.Session
-) -> None:
+def test_permanent_chain_moves_to_the_end(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.add("/c.xml", RSS)
     feed_server.route("/a.xml", redirect(301, "/b.xml"))
     feed_server.route("/b.xml", redirect(308, "/c.xml"))
@@ -534,7 +542,7 @@ def test_permanent_chain_moves_to_the_end(
 
 
 def test_redirect_then_304_keeps_permanent_url(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.add("/new.xml", RSS)
     feed_server.route("/old.xml", redirect(301, "/new.xml"))
@@ -543,7 +551,7 @@ def test_redirect_then_304_keeps_permanent_url(
     assert (again.status, again.permanent_url) == (304, feed_server.url("/new.xml"))
 
 
-def test_redirect_loop_refused(feed_server: FeedServer, session: requests.Session) -> None:
+def test_redirect_loop_refused(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/a", redirect(302, "/b"))
     feed_server.route("/b", redirect(302, "/a"))
     error = fails(session, feed_server.url("/a"))
@@ -551,7 +559,7 @@ def test_redirect_loop_refused(feed_server: FeedServer, session: requests.Sessio
     assert len(feed_server.requests) == 2
 
 
-def test_self_redirect_refused(feed_server: FeedServer, session: requests.Session) -> None:
+def test_self_redirect_refused(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/a", redirect(301, "/a"))
     assert fails(session, feed_server.url("/a")).message.startswith("redirect loop")
 
@@ -563,11 +571,11 @@ def _chain(server: FeedServer, hops: int) -> str:
     return server.url("/hop0")
 
 
-def test_five_redirects_followed(feed_server: FeedServer, session: requests.Session) -> None:
+def test_five_redirects_followed(feed_server: FeedServer, session: fetch.Session) -> None:
     assert get(session, _chain(feed_server, 5)).final_url == feed_server.url("/hop5")
 
 
-def test_six_redirects_refused(feed_server: FeedServer, session: requests.Session) -> None:
+def test_six_redirects_refused(feed_server: FeedServer, session: fetch.Session) -> None:
     error = fails(session, _chain(feed_server, 6))
     assert error.message == "too many redirects (more than 5)"
     assert len(feed_server.requests) == 6  # /hop6 never requested
@@ -578,7 +586,7 @@ def test_six_redirects_refused(feed_server: FeedServer, session: requests.Sessio
     ["file:///etc/passwd", "FILE:///etc/passwd", "file://localhost/etc/passwd"],
 )
 def test_redirect_to_file_refused(
-    feed_server: FeedServer, session: requests.Session, location: str
+    feed_server: FeedServer, session: fetch.Session, location: str
 ) -> None:
     feed_server.route("/feed.xml", redirect(301, location))
     error = fails(session, feed_server.url("/feed.xml"))
@@ -587,14 +595,14 @@ def test_redirect_to_file_refused(
 
 @pytest.mark.parametrize("location", ["ftp://127.0.0.1/feed.xml", "gopher://127.0.0.1/"])
 def test_redirect_to_other_schemes_refused(
-    feed_server: FeedServer, session: requests.Session, location: str
+    feed_server: FeedServer, session: fetch.Session, location: str
 ) -> None:
     feed_server.route("/feed.xml", redirect(302, location))
     scheme = location.split(":")[0]
     assert fails(session, feed_server.url("/feed.xml")).message == f"redirect to {scheme}: refused"
 
 
-def test_redirect_without_location(feed_server: FeedServer, session: requests.Session) -> None:
+def test_redirect_without_location(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/feed.xml", status(302))
     assert fails(session, feed_server.url("/feed.xml")).message == (
         "HTTP 302 redirect without Location"
@@ -602,7 +610,7 @@ def test_redirect_without_location(feed_server: FeedServer, session: requests.Se
 
 
 def test_error_after_redirect_names_the_hop(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.route("/feed.xml", redirect(302, "/gone.xml"))
     error = fails(session, feed_server.url("/feed.xml"))
@@ -625,7 +633,7 @@ def test_error_after_redirect_names_the_hop(
     ],
 )
 def test_redirect_from_loopback_to_another_class_refused(
-    feed_server: FeedServer, session: requests.Session, location: str, kind: str
+    feed_server: FeedServer, session: fetch.Session, location: str, kind: str
 ) -> None:
     # Refused on the address alone: nothing is ever sent there (the tests only use loopback).
     feed_server.route("/feed.xml", redirect(302, location))
@@ -636,7 +644,7 @@ def test_redirect_from_loopback_to_another_class_refused(
 
 
 def test_redirect_within_loopback_by_name_allowed(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     feed_server.add("/feed.xml", RSS)
     feed_server.route("/start", redirect(302, f"http://localhost:{feed_server.port}/feed.xml"))
@@ -657,7 +665,7 @@ def _loopback_name() -> str:
 
 
 def test_configured_hostname_resolving_to_loopback_needs_allow_private(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     name = _loopback_name()
     feed_server.add("/feed.xml", RSS)
@@ -671,7 +679,7 @@ def test_configured_hostname_resolving_to_loopback_needs_allow_private(
 
 
 def test_allow_private_lets_a_redirect_change_class(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     # 0.0.0.0 is "reserved", yet connecting to it reaches this host (the "0.0.0.0 day"
     # attack on local services): refused by default, allowed only for allow_private feeds.
@@ -700,11 +708,11 @@ def test_allow_private_lets_a_redirect_change_class(
         ("http:///feed.xml", "no host in URL http:///feed.xml"),
     ],
 )
-def test_bad_urls(session: requests.Session, url: str, message: str) -> None:
+def test_bad_urls(session: fetch.Session, url: str, message: str) -> None:
     assert fails(session, url).message == message
 
 
-def test_file_url_read_then_not_modified(tmp_path: Path, session: requests.Session) -> None:
+def test_file_url_read_then_not_modified(tmp_path: Path, session: fetch.Session) -> None:
     path = tmp_path / "archive feed.xml"
     path.write_bytes(RSS)
     url = path.as_uri()
@@ -721,9 +729,7 @@ def test_file_url_read_then_not_modified(tmp_path: Path, session: requests.Sessi
     assert third.last_modified == formatdate(path.stat().st_mtime, usegmt=True)
 
 
-def test_file_url_over_cap_missing_and_not_a_file(
-    tmp_path: Path, session: requests.Session
-) -> None:
+def test_file_url_over_cap_missing_and_not_a_file(tmp_path: Path, session: fetch.Session) -> None:
     big = tmp_path / "big.xml"
     big.write_bytes(b"x" * 5000)
     assert fails(session, big.as_uri(), max_body=4096).message == (
@@ -739,7 +745,7 @@ def test_file_url_over_cap_missing_and_not_a_file(
 
 
 def test_real_corpus_served_and_revalidated(
-    feed_server: FeedServer, session: requests.Session
+    feed_server: FeedServer, session: fetch.Session
 ) -> None:
     if not CORPUS.is_dir():
         pytest.skip(f"corpus folder {CORPUS} is absent (only in the development checkout)")
@@ -838,7 +844,7 @@ def test_host_limiter_against_the_server(feed_server: FeedServer) -> None:
 
 
 def test_feed_server_if_modified_since_and_traversal(
-    feed_server: FeedServer, tmp_path: Path, session: requests.Session
+    feed_server: FeedServer, tmp_path: Path, session: fetch.Session
 ) -> None:
     (tmp_path / "a.xml").write_bytes(RSS)
     feed_server.serve_dir("/d", tmp_path)
@@ -849,7 +855,7 @@ def test_feed_server_if_modified_since_and_traversal(
     assert fails(session, feed_server.url("/d/%2e%2e/x")).status == 404
 
 
-def test_feed_server_sequence(feed_server: FeedServer, session: requests.Session) -> None:
+def test_feed_server_sequence(feed_server: FeedServer, session: fetch.Session) -> None:
     feed_server.route("/flaky", sequence(status(500), content(RSS)))
     assert fails(session, feed_server.url("/flaky")).status == 500
     assert get(session, feed_server.url("/flaky")).body == RSS
@@ -899,7 +905,7 @@ def tls_server(certificate: tuple[Path, Path]) -> Iterator[FeedServer]:
 
 
 def test_https_untrusted_certificate_refused(
-    tls_server: FeedServer, session: requests.Session
+    tls_server: FeedServer, session: fetch.Session
 ) -> None:
     tls_server.add("/feed.xml", RSS)
     error = fails(session, tls_server.url("/feed.xml"))
@@ -908,9 +914,9 @@ def test_https_untrusted_certificate_refused(
 
 
 def test_https_fetch_revalidate_and_deadline(
-    tls_server: FeedServer, session: requests.Session, certificate: tuple[Path, Path]
+    tls_server: FeedServer, certificate: tuple[Path, Path]
 ) -> None:
-    session.verify = str(certificate[0])
+    session = fetch.make_session(4, ca_certs=str(certificate[0]))
     tls_server.add("/feed.xml", RSS, gzip=True)
     tls_server.route("/trickle", trickle(interval=0.2))
     first = get(session, tls_server.url("/feed.xml"))
@@ -922,3 +928,4 @@ def test_https_fetch_revalidate_and_deadline(
     error = fails(session, tls_server.url("/trickle"), timeout=0.5)
     assert error.message == "timed out after 1.5s (whole-request deadline)"
     assert time.monotonic() - started < BOUND
+    session.close()
