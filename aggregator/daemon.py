@@ -97,6 +97,8 @@ class Daemon:
         self.rng = random.Random()
         self.app = web.create_app(config)
         self.cache: publish.TopicCache = self.app.extensions["topic_cache"]
+        # the cache first: the export (and every request after this poll) reads through it
+        self.poller.on_change.append(self.cache.invalidate)
         self.poller.on_change.append(self._export)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=config.polling.concurrency)},
@@ -239,6 +241,7 @@ class Daemon:
         if removed:
             with db.write():  # the writer lock: no poll is deciding with the counts
                 self.poller.terms.forget()
+            self.cache.invalidate()
             log.info("pruned %d entries older than %s", removed, self.config.database.keep)
 
     def _watchdog(self) -> None:
