@@ -108,6 +108,9 @@ class ParsedFeed:
     warning: str | None = None
     #: the feed's declared language (primary subtag, lower case: "ru", "ur"), if any
     language: str | None = None
+    #: a short digest of each item's bytes, concatenated: the next parse leaves out
+    #: items it has seen byte for byte (None: the body was not cut into items)
+    item_digests: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

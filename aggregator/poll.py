@@ -31,13 +31,17 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from . import dedupe, fetch, prepare, schedule, store, topics
+from . import dedupe, fetch, parse, prepare, schedule, store, topics
 from .config import Config, FeedConfig
 from .errors import FetchError, ParseError
 from .models import Fetched, ParsedFeed, PollResult
 from .prepare import TopicMatcher, compile_topics
 
 log = logging.getLogger(__name__)
+
+#: a fetched feed with at most this many items not seen before is parsed in its poll
+#: thread, not in a parse process
+INLINE_ITEMS = 5
 
 
 class TermStats:
@@ -207,6 +211,11 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
             # and dedupe keys are the costly part of an entry, so only new and edited
             # ones pay it. (Only this feed's poll writes this feed's entries, so the
             # read stays true.)
+            known = db.item_digests(feed.name)
+            # A feed that brings a few new items (the steady state) is parsed here:
+            # shipping it to a parse process costs more than those items, and a daemon
+            # whose polls are all like that never starts one (less memory).
+            unseen = parse.unseen_items(fetched.body, parse.item_digests(known))
             parsed, prepared = poller.parsers.run(
                 prepare.parse_and_prepare,
                 fetched.body,
@@ -217,6 +226,8 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
                 now,
                 db.entry_hashes(feed.name),
                 poller.matchers_blob,
+                known,
+                inline=unseen is not None and unseen <= INLINE_ITEMS,
             )
     except (FetchError, ParseError) as exc:
         return _record_failure(poller, feed, state, exc, fetched, policy, now or _now(), started)
@@ -267,15 +278,25 @@ class ParsePool:
     the pool is rebuilt and the work tried once more before giving up.
     """
 
+    #: seconds without work after which the workers are let go (the daemon's steady
+    #: state parses inline; the workers come back for the next big feed)
+    IDLE_SECONDS = 300.0
+
     def __init__(self, processes: int) -> None:
         self.processes = processes
+        self._used = 0.0
         self._worked = False
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def run(self, fn: Callable[..., T], *args: Any) -> T:
+    def run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        """`fn(*args)` in a worker process, or here when `inline` (or without workers)."""
         if self.processes <= 0:
             return fn(*args)
+        if inline:
+            self._close_if_idle()
+            return fn(*args)
+        self._used = time.monotonic()
         for _ in range(2):
             pool = self._get()
             try:
@@ -304,6 +325,14 @@ class ParsePool:
                     self.processes, mp_context=ctx, initializer=prepare.worker_started
                 )
             return self._pool
+
+    def _close_if_idle(self) -> None:
+        with self._lock:
+            pool = self._pool
+            if pool is None or time.monotonic() - self._used < self.IDLE_SECONDS:
+                return
+            self._pool = None
+        pool.shutdown(wait=False, cancel_futures=False)
 
     def _drop(self, pool: ProcessPoolExecutor) -> None:
         with self._lock:
@@ -567,6 +596,7 @@ def _record_success(
         title=parsed.title if parsed else None,
         site_link=parsed.link if parsed else None,
         language=parsed.language if parsed else None,
+        item_digests=parsed.item_digests if parsed else None,
     )
 
 

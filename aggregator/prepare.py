@@ -72,11 +72,19 @@ def parse_and_prepare(
     now: datetime,
     stored: dict[str, str],
     matchers_blob: bytes,
+    known_items: bytes | None = None,
 ) -> tuple[ParsedFeed, list[Prepared]]:
     """Parse a fetched body and prepare its new and edited entries: pure, so it runs
     in a parse process as well as in the poll thread. The feed comes back without
-    its entries, which only the prepared ones need."""
-    parsed = parse.parse(body, headers, url, max_entries=max_entries)
+    its entries, which only the prepared ones need. `known_items` is the feed's
+    stored `item_digests`: items seen byte for byte are not parsed again."""
+    parsed = parse.parse(
+        body,
+        headers,
+        url,
+        max_entries=max_entries,
+        known_items=parse.item_digests(known_items),
+    )
     matchers = _matchers(matchers_blob)
     prepared = []
     for p in parsed.entries:

@@ -174,6 +174,13 @@ def _m0004_entry_hashes_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX entries_feed_hash ON entries(feed, key, content_hash)")
 
 
+@migrations(name="0005_feed_item_digests")
+def _m0005_feed_item_digests(db: sqlite_utils.Database) -> None:
+    # The digests of the items of a feed's last parsed body: the next parse leaves
+    # out items it has already seen byte for byte (parse.item_digests).
+    db.execute("ALTER TABLE feeds ADD COLUMN item_digests BLOB")
+
+
 def ts(dt: datetime) -> str:
     """Format a time for storage: fixed-width UTC, so text order is time order."""
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -416,6 +423,7 @@ class Store:
         title: str | None = None,
         site_link: str | None = None,
         language: str | None = None,
+        item_digests: bytes | None = None,
     ) -> None:
         """Store one fetch's outcome; call inside `write()` (with the entries)."""
         sets = [
@@ -450,9 +458,15 @@ class Store:
                 sets.append("last_modified = :last_modified")
                 params["last_modified"] = last_modified
             if status == 200:  # a fresh body without a hint (or language) drops the old one
-                sets += ["hint_seconds = :hint", "language = :language"]
+                sets += [
+                    "hint_seconds = :hint",
+                    "language = :language",
+                    "item_digests = :item_digests",
+                ]
                 params["hint"] = hint_seconds
                 params["language"] = language
+                # written with the entries they describe, in the same transaction
+                params["item_digests"] = item_digests
         if url is not None:
             sets.append("url = :url")
             params["url"] = url
@@ -515,6 +529,11 @@ class Store:
         return dict(
             self.conn.execute("SELECT key, content_hash FROM entries WHERE feed = ?", (feed,))
         )
+
+    def item_digests(self, feed: str) -> bytes | None:
+        """The digests of the items of the feed's last parsed body (see `parse`)."""
+        value = self._one("SELECT item_digests FROM feeds WHERE name = ?", (feed,))
+        return bytes(value) if value else None
 
     def entry_by_key(self, feed: str, key: str) -> StoredEntry | None:
         row = self.conn.execute(

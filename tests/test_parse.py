@@ -579,3 +579,54 @@ def test_every_text_field_is_capped() -> None:
     fields = [feed.title, entry.guid, entry.title, entry.link, entry.summary, entry.content]
     fields.append(entry.author)
     assert all(f is not None and len(f) == 100 for f in fields), [len(f or "") for f in fields]
+
+
+# -- items seen byte for byte are not parsed again ---------------------------------------------
+
+
+def test_known_items_are_left_out_and_edited_ones_parsed_again() -> None:
+    a, b, c = item("a", "Alpha"), item("b", "Bravo"), item("c", "Charlie")
+    first = parse.parse(rss(a + b + c, channel="<ttl>30</ttl>").encode())
+    assert [e.title for e in first.entries] == ["Alpha", "Bravo", "Charlie"]
+    assert first.item_digests is not None and len(first.item_digests) == 3 * 8
+    known = parse.item_digests(first.item_digests)
+    assert len(known) == 3
+
+    edited = item("b", "Bravo, edited")
+    body = rss(item("d", "Delta") + a + edited + c, channel="<ttl>30</ttl>").encode()
+    assert parse.unseen_items(body, known) == 2
+    second = parse.parse(body, known_items=known)
+    assert [e.title for e in second.entries] == ["Delta", "Bravo, edited"]
+    # the channel is read as always, and the new digests describe every item
+    assert (second.title, second.hint_seconds, second.warning) == ("Test feed", 1800, None)
+    assert second.item_digests == parse.parse(body).item_digests
+    assert len(parse.item_digests(second.item_digests) & known) == 2  # Alpha, Charlie
+
+
+def test_a_feed_whose_items_are_all_known_is_an_empty_success() -> None:
+    body = rss(item("a", "Alpha") + item("b", "Bravo")).encode()
+    known = parse.item_digests(parse.parse(body).item_digests)
+    again = parse.parse(body, known_items=known)
+    assert (again.entries, again.title, again.warning) == ((), "Test feed", None)
+    assert parse.unseen_items(body, known) == 0
+
+
+def test_a_cut_the_markup_does_not_allow_falls_back_to_the_whole_body() -> None:
+    # "</item>" inside CDATA ends the byte scan's item early: leaving that known
+    # "item" out would break the markup, so the whole body is parsed instead.
+    tricky = "<item><guid>t</guid><title>Tricky</title><description><![CDATA[a </item> b]]>"
+    tricky += "</description></item>"
+    body = rss(tricky + item("n", "Next")).encode()
+    known = parse.item_digests(parse.parse(body).item_digests)
+    body2 = rss(item("new", "Newest") + tricky + item("n", "Next")).encode()
+    again = parse.parse(body2, known_items=known)
+    assert {e.title for e in again.entries} >= {"Newest", "Tricky", "Next"}
+    assert again.warning is None
+
+
+def test_utf16_and_json_bodies_are_never_cut() -> None:
+    body = rss(item("a", "Alpha"), encoding="utf-16").encode("utf-16")
+    assert parse.unseen_items(body, frozenset()) is None
+    assert parse.parse(body).item_digests is None
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": []}
+    assert parse.parse(json.dumps(doc).encode()).item_digests is None

@@ -521,3 +521,38 @@ def test_term_counts_start_over_past_their_cap(tmp_path: Path) -> None:
         assert not stats.df and not stats.known
     finally:
         db.close()
+
+
+def test_a_feed_that_changed_by_a_few_items_is_parsed_in_its_poll_thread(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    """A first poll of many items goes to a parse process; a later one that brings
+    one new item and one edit is parsed inline, and stores exactly those two."""
+    dates = [f"Mon, 05 Jan 2026 {h:02d}:00:00 GMT" for h in range(10)]
+    items = [item(f"g{i}", f"Headline {i}", f"http://x.example/{i}", dates[i]) for i in range(8)]
+    server.add("/f.xml", rss("".join(items)).encode())
+    text = toml_config([("f", server.url("/f.xml"))], polling="parse_processes = 1")
+    (tmp_path / "aggregator.toml").write_text(text, encoding="utf-8")
+    cfg = config_mod.load(tmp_path / "aggregator.toml")
+    db = store.Store(cfg.database.path)
+    poll.sync(cfg, db)
+    poller = poll.Poller(cfg)
+    try:
+        [first] = poll.poll_many(poller, cfg.feeds)
+        assert (first.status, first.new) == ("ok", 8)
+        assert poller.parsers._pool is not None  # eight unseen items: a parse process
+        poller.parsers.close()
+
+        items[3] = item("g3", "Headline 3, corrected", "http://x.example/3", dates[3])
+        new = item("g9", "Headline 9", "http://x.example/9", dates[9])
+        server.add("/f.xml", rss(new + "".join(items)).encode())
+        [second] = poll.poll_many(poller, cfg.feeds)
+        assert (second.status, second.new, second.updated) == ("ok", 1, 1)
+        assert poller.parsers._pool is None  # two unseen items: parsed inline
+    finally:
+        poller.close()
+        db.close()
+    titles = {t for (t,) in rows(cfg, "SELECT title FROM entries")}
+    assert len(titles) == 9
+    assert {"Headline 9", "Headline 3, corrected"} <= titles
+    assert "Headline 3" not in titles
