@@ -8,7 +8,8 @@ Every feed is RSS 2.0 with 20-50 news items (title, link, guid, pubDate,
 dc:creator, categories, an HTML description of a few paragraphs), served with an
 ETag and a Last-Modified, and answered with 304 to a matching conditional GET.
 A *round* number, set through `/_round/R`, adds `--new` items to every feed per
-round, so "changed" polls see K new entries and the older ones roll off. About one
+round, so "changed" polls see K new entries and the older ones roll off (an item
+keeps its bytes, date included, from round to round, as a real outlet's does). About one
 item in five retells a story that other feeds carry too (same headline, reworded
 body, different link), so dedupe has real work to do. `--latency MS` delays each
 answer, as a distant outlet would.
@@ -209,7 +210,9 @@ class Farm:
             f"<lastBuildDate>{self.last_modified()}</lastBuildDate>"
         ]
         for n in range(newest, newest - size, -1):
-            when = EPOCH + timedelta(hours=rnd) - timedelta(minutes=17 * (newest - n))
+            # an item keeps its date from round to round, as a real outlet's does; the
+            # K new ones of a round fill the hour since the last (Last-Modified)
+            when = EPOCH + timedelta(minutes=60 * (n - size) / max(1, self.new_per_round))
             out.append(item_xml(news_item(feed, n, when, max(50, self.feeds * 2))))
         out.append("</channel></rss>\n")
         return "".join(out).encode()
