@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
@@ -142,7 +143,7 @@ class Poller:
     """What outlives one feed's poll: the config, the HTTP session, the host limiter."""
 
     config: Config
-    session: object = field(init=False)
+    session: fetch.Session = field(init=False)
     limiter: fetch.HostLimiter = field(init=False)
     matchers: list[TopicMatcher] = field(init=False)
     host: str = field(init=False)
@@ -163,7 +164,7 @@ class Poller:
         self.session = fetch.make_session(polling.concurrency)
         self.limiter = fetch.HostLimiter(polling.per_host)
         self.matchers = compile_topics(self.config)
-        self.writer = GroupWriter(self.terms)
+        self.writer = GroupWriter(self.terms, self.config.database.path)
         self.parsers = ParsePool(polling.parse_processes)
         self.matchers_blob = pickle.dumps(self.matchers)
         self.host = urlsplit(self.config.server.base_url).hostname or "localhost"
@@ -174,10 +175,9 @@ class Poller:
     def close(self, timeout: float | None = None) -> None:
         """Release the HTTP session and the parse processes, waiting at most
         `timeout` seconds for a parse in progress (the daemon's stop has a deadline)."""
-        close = getattr(self.session, "close", None)
-        if close is not None:
-            close()
+        self.session.close()
         self.parsers.close(timeout)
+        self.writer.close(timeout)
 
 
 def _now() -> datetime:
@@ -197,7 +197,7 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
     try:
         with poller.limiter.slot(state.url):
             fetched = fetch.get(
-                poller.session,  # type: ignore[arg-type]
+                poller.session,
                 state,
                 timeout=polling.timeout.total_seconds(),
                 max_body=polling.max_body,
@@ -237,7 +237,7 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
             fetched, entries_per_week=_rhythm(db, feed, policy, now)
         )
         decision = _decide(poller, state, outcome, policy, now)
-        poller.writer.run(db, lambda w, tx: _record_success(w, feed, fetched, decision, now, None))
+        poller.writer.run(lambda w, tx: _record_success(w, feed, fetched, decision, now, None))
         return _result(feed, "not_modified", fetched, decision, started)
 
     def write(w: store.Store, tx: _Transaction) -> tuple[int, int, int, schedule.Decision]:
@@ -251,7 +251,7 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         _record_success(w, feed, fetched, decision, now, parsed)
         return new, updated, merged, decision
 
-    new, updated, merged, decision = poller.writer.run(db, write)
+    new, updated, merged, decision = poller.writer.run(write)
     if new or updated:
         for callback in poller.on_change:
             callback()
@@ -425,13 +425,18 @@ class GroupWriter:
     once. Each feed's writes stay all or nothing, as before.
     """
 
-    def __init__(self, stats: TermStats) -> None:
+    def __init__(self, stats: TermStats, path: Path) -> None:
         self.stats = stats
+        self.path = path
         self._queue_lock = threading.Lock()
         self._queue: list[_Job[Any]] = []
         self._turn = threading.Lock()
+        #: the one connection every batch is written through, whichever poll thread
+        #: holds the turn: its page cache stays warm with the indexes the write path
+        #: reads, and the poll threads' own connections (small reads) stay small
+        self._db: store.Store | None = None
 
-    def run(self, db: store.Store, write: Callable[[store.Store, _Transaction], T]) -> T:
+    def run(self, write: Callable[[store.Store, _Transaction], T]) -> T:
         """Run `write` inside a write transaction; its result, or its exception."""
         job: _Job[T] = _Job(write)
         with self._queue_lock:
@@ -440,10 +445,25 @@ class GroupWriter:
             if not job.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                self._write(db, batch)
+                if self._db is None:
+                    self._db = store.Store(self.path)
+                self._write(self._db, batch)
         if job.error is not None:
             raise job.error
         return job.result  # type: ignore[return-value]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close the writer's connection after the batch being written, if it ends
+        within `timeout` seconds (else the process exits with it open: the batch is
+        one transaction either way)."""
+        if not self._turn.acquire(timeout=-1 if timeout is None else timeout):
+            return
+        try:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        finally:
+            self._turn.release()
 
     def _write(self, db: store.Store, batch: list[_Job[Any]]) -> None:
         try:
@@ -615,7 +635,6 @@ def _record_failure(
     outcome = schedule.Outcome.from_fetch(exc, entries_per_week=_rhythm(db, feed, policy, now))
     decision = _decide(poller, state, outcome, policy, now)
     poller.writer.run(
-        db,
         lambda w, tx: w.record_fetch(
             feed.name,
             at=now,
