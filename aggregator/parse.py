@@ -184,7 +184,7 @@ def unseen_items(body: bytes, known: frozenset[bytes]) -> int | None:
     head = body[:4]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
         return None
-    spans = _item_spans(body)
+    spans = _item_spans(body, dates=False)
     if spans is None:
         return None
     return sum(
@@ -205,7 +205,7 @@ def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None,
     head = body[:4]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
         return None, None  # UTF-16: the byte scan below assumes ASCII-compatible markup
-    spans = _item_spans(body)
+    spans = _item_spans(body, dates=False)
     if not spans:
         return None, None
     digests = [
@@ -468,8 +468,11 @@ def _trim(body: bytes, max_entries: int) -> bytes:
     return bytes(out)
 
 
-def _item_spans(body: bytes) -> list[tuple[int, int, datetime | None]] | None:
+def _item_spans(
+    body: bytes, *, dates: bool = True
+) -> list[tuple[int, int, datetime | None]] | None:
     """(start, end, date) of each top-level item; None when the markup is too broken.
+    Without `dates` every date is None (the digests of items need no dates).
 
     An item never closed ends where the next one starts. bytes.find, not one regex
     with a lazy `.*?`, and a find that failed is never repeated: either would rescan
@@ -497,7 +500,7 @@ def _item_spans(body: bytes) -> list[tuple[int, int, datetime | None]] | None:
         else:
             following = _ITEM_START.search(body, gt)
             end = following.start() if following else max(gt + 1, body.rfind(b"</"))
-        date = _ITEM_DATE.search(body, start, end)
+        date = _ITEM_DATE.search(body, start, end) if dates else None
         spans.append((start, end, _loose_date(date.group(1)) if date else None))
         position = end
     return spans
