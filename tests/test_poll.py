@@ -448,6 +448,23 @@ def test_a_dying_parse_process_costs_one_feed_an_error() -> None:
         pool.close()
 
 
+def test_idle_parse_processes_leave_and_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = poll.ParsePool(1)
+    try:
+        assert pool.run(os.getpid) != os.getpid()  # in a parse process
+        first = pool._pool
+        assert first is not None
+        assert pool.run(os.getpid, inline=True) == os.getpid()
+        assert pool._pool is first  # used a moment ago: kept
+        monkeypatch.setattr(poll.ParsePool, "IDLE_SECONDS", 0.0)
+        assert pool.run(os.getpid, inline=True) == os.getpid()
+        assert pool._pool is None  # idle past IDLE_SECONDS: let go
+        assert pool.run(os.getpid) != os.getpid()  # and back for the next big feed
+        assert pool._pool is not None and pool._pool is not first
+    finally:
+        pool.close()
+
+
 _STDIN_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])
