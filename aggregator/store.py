@@ -27,6 +27,8 @@ from .models import Entry, FeedItem, FeedState, Related, TopicFeed, TopicSummary
 
 #: seconds a writer waits for another writer before giving up
 BUSY_TIMEOUT_MS = 60_000
+#: WAL pages between automatic checkpoints (see Store.__init__)
+WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 migrations = Migrations("aggregator")
 
@@ -268,6 +270,11 @@ class Store:
             # page cache apiece (SQLite's default is 2 MiB) keeps eight of them from
             # holding 16 MiB; the OS keeps the file's pages cached either way.
             conn.execute("PRAGMA cache_size = -1024")
+            # A poll's commits dirty a few hundred index pages each; checkpointing the
+            # WAL into the database every 1,000 pages (SQLite's default) copied and
+            # synced the same hot pages over and over. 10,000 pages (40 MB of WAL on
+            # disk) took 5-7 % off a 1,000-feed changed poll.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self.conn = conn
             self.db = sqlite_utils.Database(conn)
             if migrate:
