@@ -181,16 +181,23 @@ def unseen_items(body: bytes, known: frozenset[bytes]) -> int | None:
     """How many of the body's items are not among `known` (None when the body cannot
     be cut into items): a byte scan, far cheaper than parsing, so a poller can tell
     a feed that changed by three items from a new one before choosing where to parse."""
+    items = _digested_items(body)
+    return None if items is None else sum(digest not in known for _, _, digest in items)
+
+
+def _digested_items(body: bytes) -> list[tuple[int, int, bytes]] | None:
+    """(start, end, digest of the bytes) of each item; None for a UTF-16 body (the
+    byte scan assumes ASCII-compatible markup) or markup too broken to cut."""
     head = body[:4]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
         return None
     spans = _item_spans(body, dates=False)
     if spans is None:
         return None
-    return sum(
-        hashlib.blake2b(body[start:end], digest_size=_DIGEST_SIZE).digest() not in known
+    return [
+        (start, end, hashlib.blake2b(body[start:end], digest_size=_DIGEST_SIZE).digest())
         for start, end, _ in spans
-    )
+    ]
 
 
 def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None, bytes | None]:
@@ -202,22 +209,15 @@ def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None,
     channel's own elements) stay, so the feed's title, hint and language are read
     as always.
     """
-    head = body[:4]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
-        return None, None  # UTF-16: the byte scan below assumes ASCII-compatible markup
-    spans = _item_spans(body, dates=False)
-    if not spans:
+    items = _digested_items(body)
+    if not items:
         return None, None
-    digests = [
-        hashlib.blake2b(body[start:end], digest_size=_DIGEST_SIZE).digest()
-        for start, end, _ in spans
-    ]
-    blob = b"".join(digests)
-    if not known.intersection(digests):
+    blob = b"".join(digest for _, _, digest in items)
+    if not any(digest in known for _, _, digest in items):
         return blob, None
     out = bytearray()
     position = 0
-    for (start, end, _), digest in zip(spans, digests, strict=True):
+    for start, end, digest in items:
         out += body[position:start]
         if digest not in known:
             out += body[start:end]
