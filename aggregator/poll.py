@@ -233,6 +233,7 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         return _record_failure(poller, feed, state, exc, fetched, policy, now or _now(), started)
 
     if parsed is None:  # 304: no parse, no write beyond the fetch state
+        poller.parsers.close_if_idle()  # a daemon whose feeds all answer 304 sheds them
         outcome = schedule.Outcome.from_fetch(
             fetched, entries_per_week=_rhythm(db, feed, policy, now)
         )
@@ -294,7 +295,7 @@ class ParsePool:
         if self.processes <= 0:
             return fn(*args)
         if inline:
-            self._close_if_idle()
+            self.close_if_idle()
             return fn(*args)
         self._used = time.monotonic()
         for _ in range(2):
@@ -326,7 +327,8 @@ class ParsePool:
                 )
             return self._pool
 
-    def _close_if_idle(self) -> None:
+    def close_if_idle(self) -> None:
+        """Let the workers go when they have had nothing to do for IDLE_SECONDS."""
         with self._lock:
             pool = self._pool
             if pool is None or time.monotonic() - self._used < self.IDLE_SECONDS:

@@ -461,6 +461,8 @@ def test_idle_parse_processes_leave_and_come_back(monkeypatch: pytest.MonkeyPatc
         assert pool._pool is None  # idle past IDLE_SECONDS: let go
         assert pool.run(os.getpid) != os.getpid()  # and back for the next big feed
         assert pool._pool is not None and pool._pool is not first
+        pool.close_if_idle()  # what a 304 does: no parse at all, the workers still go
+        assert pool._pool is None
     finally:
         pool.close()
 
