@@ -543,16 +543,14 @@ def test_term_counts_start_over_past_their_cap(tmp_path: Path) -> None:
 
 
 def test_a_feed_that_changed_by_a_few_items_is_parsed_in_its_poll_thread(
-    server: FeedServer, tmp_path: Path
+    server: FeedServer, make_config: Make
 ) -> None:
     """A first poll of many items goes to a parse process; a later one that brings
     one new item and one edit is parsed inline, and stores exactly those two."""
     dates = [f"Mon, 05 Jan 2026 {h:02d}:00:00 GMT" for h in range(10)]
     items = [item(f"g{i}", f"Headline {i}", f"http://x.example/{i}", dates[i]) for i in range(8)]
     server.add("/f.xml", rss("".join(items)).encode())
-    text = toml_config([("f", server.url("/f.xml"))], polling="parse_processes = 1")
-    (tmp_path / "aggregator.toml").write_text(text, encoding="utf-8")
-    cfg = config_mod.load(tmp_path / "aggregator.toml")
+    cfg = make_config([("f", server.url("/f.xml"))], polling="parse_processes = 1")
     db = store.Store(cfg.database.path)
     poll.sync(cfg, db)
     poller = poll.Poller(cfg)
