@@ -123,8 +123,9 @@ def parse(
         d = _feedparser(reduced, response_headers, url)
         if d.get("bozo") and not isinstance(d.get("bozo_exception"), _HARMLESS):
             d = None  # cut where the markup did not allow it: the whole body decides
-    body = _fix_char_refs(body)
     if d is None:
+        # (an encoding override is bozo too: the repair below always has the whole body)
+        body = _fix_char_refs(body)
         _screen_elements(body, url)
         d = _feedparser(body, response_headers, url)
     exc = d.get("bozo_exception")
