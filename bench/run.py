@@ -165,16 +165,25 @@ def write_config(
 
 
 def child(args: list[str]) -> dict[str, Any]:
-    """Run one measured phase in a fresh interpreter; it prints one JSON line."""
-    out = subprocess.run(
-        [PY, str(Path(__file__).resolve()), "_child", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    """Run one measured phase in a fresh interpreter; it prints one JSON line. Its
+    memory is sampled from here, outside it: a sampler thread inside the measured
+    process would take its GIL and its CPU (reading /proc every 10 ms)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [PY, str(Path(__file__).resolve()), "_child", *args], stdout=out, stderr=err
+        )
+        sampler = TreeMemory(proc.pid)
+        returncode = proc.wait()
+        peak = sampler.stop()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{stderr[-3000:]}")
+    result = dict(json.loads(stdout.strip().splitlines()[-1]))
+    # both systems by the same measure: the peak of the tree's summed PSS
+    result["maxrss_mib"] = peak / 1024
+    return result
 
 
 # -- the measured children ---------------------------------------------------------------------
@@ -248,10 +257,12 @@ def _tree_rss_kib(pid: int) -> int:
 
 
 class TreeMemory:
-    """Samples the peak resident memory of this process tree every 10 ms: a poll's
-    memory is its own plus its parse processes', which `ru_maxrss` does not add up."""
+    """Samples the peak memory of a process tree every 10 ms, from another process:
+    a poll's memory is its own plus its parse processes', which `ru_maxrss` does not
+    add up."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -259,7 +270,7 @@ class TreeMemory:
 
     def _run(self) -> None:
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, _tree_rss_kib(os.getpid()))
+            self.peak = max(self.peak, _tree_rss_kib(self.pid))
 
     def stop(self) -> int:
         self._stop.set()
@@ -269,15 +280,11 @@ class TreeMemory:
 
 def run_child(argv: list[str]) -> None:
     kind = argv[0]
-    sampler = TreeMemory()
     if kind == "ours":
         result = child_ours(argv[1], argv[2] if len(argv) > 2 else None)
     else:
         result = child_reader(argv[1], argv[2], int(argv[3]), int(argv[4]))
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # both systems by the same measure: the peak of the tree's summed PSS
-    result["maxrss_mib"] = sampler.stop() / 1024
-    result["own_maxrss_mib"] = own / 1024
+    result["own_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 
