@@ -398,7 +398,7 @@ class _Transaction:
             return None
         sig = self.sigs.get(entry_id)
         if sig is None:
-            sig = self.sigs[entry_id] = dedupe.Signature.from_json(json.loads(stored))
+            sig = self.sigs[entry_id] = dedupe.Signature.unpack(stored)
         return sig
 
     def flush(self) -> None:
@@ -559,7 +559,7 @@ def _store_entries(
             merged += 1
             db.count_merge(entry.feed)
             db.touch_story(story_id, now)
-        entry_id = db.insert_entry(entry, story_id, now, p.sig.to_json(), p.terms)
+        entry_id = db.insert_entry(entry, story_id, now, p.sig.pack(), p.terms)
         db.add_entry_keys(entry_id, p.keys, entry.published)
         freq.add(p.terms)
         _add_to_topics(db, story_id, p.matches)

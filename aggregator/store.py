@@ -188,6 +188,14 @@ def ts(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _stored_terms(text: str | None) -> list[str]:
+    """An entry's counted terms: space-separated words, or a JSON list in rows
+    stored before (the schema's comment predates the change)."""
+    if not text:
+        return []
+    return list(json.loads(text)) if text.startswith("[") else text.split()
+
+
 def parse_ts(value: str | None) -> datetime | None:
     """Read a time written by `ts`."""
     if not value:
@@ -584,10 +592,11 @@ class Store:
         entry: Entry,
         story_id: int,
         now: datetime,
-        sig: Any = None,
+        sig: str | None = None,
         terms: Sequence[str] = (),
     ) -> int:
-        """Store a new entry with its dedupe signature and the terms counted for it."""
+        """Store a new entry with its dedupe signature (`Signature.pack()`) and the
+        terms counted for it (space-separated, as the signature's: they are words)."""
         cur = self.conn.execute(
             "INSERT INTO entries(feed, key, story_id, guid, link, canonical_link, title, "
             "summary_html, content_html, text, author, published, first_seen, updated, "
@@ -608,8 +617,8 @@ class Store:
                 ts(now),
                 ts(now),
                 entry.content_hash,
-                json.dumps(sig, ensure_ascii=False) if sig is not None else None,
-                json.dumps(list(terms), ensure_ascii=False),
+                sig,
+                " ".join(terms),
             ),
         )
         return int(cur.lastrowid or 0)
@@ -918,7 +927,7 @@ class Store:
             if gone:
                 counts: dict[str, int] = {}
                 for _, terms in gone:
-                    for t in json.loads(terms or "[]"):
+                    for t in _stored_terms(terms):
                         counts[t] = counts.get(t, 0) + 1
                 self.conn.executemany(
                     "UPDATE term_df SET n = n - ? WHERE term = ?",

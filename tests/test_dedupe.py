@@ -263,6 +263,13 @@ def test_keys_and_signature() -> None:
     )
     sig = dedupe.signature(title, title + "\nMark Carney spoke on Monday.")
     assert dedupe.Signature.from_json(json.loads(json.dumps(sig.to_json()))) == sig
+    # the stored form round-trips, in every script, and the JSON stored before still reads
+    for t, body in ((title, "Mark Carney spoke on Monday."), ("Путин и Шариф: 8 ноября", "")):
+        sig = dedupe.signature(t, t + "\n" + body)
+        assert dedupe.Signature.unpack(sig.pack()) == sig
+        assert dedupe.Signature.unpack(json.dumps(sig.to_json())) == sig
+    assert dedupe.Signature.unpack(dedupe.signature("", "").pack()) == dedupe.signature("", "")
+    sig = dedupe.signature(title, title + "\nMark Carney spoke on Monday.")
     # a signature stored before figures existed still loads
     assert dedupe.Signature.from_json([["bank"], ["carney"]]).figures == frozenset()
     assert dedupe.signature("Q2 results: 8 of 10", "").figures == {"2", "8", "10"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,4 +59,49 @@ def test_a_feeds_stored_hashes_are_read_from_an_index(tmp_path: Path) -> None:
         )
     )
     assert "COVERING INDEX entries_feed_hash" in plan, plan
+    db.close()
+
+
+def test_prune_uncounts_terms_stored_in_either_form(tmp_path: Path) -> None:
+    """Rows written before signatures were packed keep their JSON term lists: a prune
+    takes both kinds back out of the document frequencies."""
+    from aggregator import dedupe, models
+
+    db = store.Store(tmp_path / "a.db")
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    old = now - timedelta(days=30)
+    db.conn.execute("INSERT INTO feeds(name, config_url, url) VALUES ('f', 'u', 'u')")
+    with db.write():
+        for key, title in (("a", "Wheat prices rise in Karachi"), ("b", "Wheat harvest in Sindh")):
+            entry = models.Entry(
+                feed="f",
+                key=key,
+                guid=None,
+                link=None,
+                canonical_link=None,
+                title=title,
+                summary_html="",
+                content_html="",
+                text=title,
+                author=None,
+                published=old,
+                content_hash=key,
+            )
+            sig = dedupe.signature(title, title)
+            terms = sorted(sig.everything)
+            sid = db.new_story(old, now, "h")
+            eid = db.insert_entry(entry, sid, now, sig.pack(), terms)
+            if key == "b":  # as stored before: JSON
+                db.conn.execute(
+                    "UPDATE entries SET sig = ?, terms = ? WHERE id = ?",
+                    (json.dumps(sig.to_json()), json.dumps(terms), eid),
+                )
+            db.add_term_counts(dict.fromkeys(terms, 1))
+    assert db.document_frequencies(["wheat", "karachi", "sindh"]) == {
+        "wheat": 2,
+        "karachi": 1,
+        "sindh": 1,
+    }
+    assert db.prune(now) == 2
+    assert db.conn.execute("SELECT count(*) FROM term_df").fetchone() == (0,)
     db.close()
