@@ -118,6 +118,13 @@ MIN_SHARED_KEYS = MIN_SHARED
 #: --through-product`) 50 scores as 200 did: B-cubed F1 0.530 vs 0.531, pairwise
 #: precision 0.995 vs 0.992, the labelled pairs identical
 MAX_CANDIDATES = 50
+#: candidates are looked up by an entry's rarest keys only, at most this many: a
+#: near-duplicate shares the names, places and figures, and the common keys brought
+#: mostly entries of other stories to compare (a 300-feed cold poll's writer: 19.6 s
+#: -> 10.5 s). `bench/dedup_eval.py` in process scores exactly as with all 30 keys;
+#: through the product (whose thread timing varies the figures run to run) B-cubed F1
+#: 0.522-0.527 over four runs against 0.523-0.529 with all keys, the pairs identical
+QUERY_KEYS = 12
 
 # Stopwords are matched after folding, before stemming. Short lists on purpose: the
 # IDF weighting does the rest, these only keep index keys from matching everything.
@@ -337,6 +344,13 @@ def _keys(title_tokens: Sequence[str], lead: Sequence[str]) -> list[str]:
 
 
 _NUMBER = re.compile(r"\d+")
+
+
+def query_keys(keys: Sequence[str], title: frozenset[str], df: Mapping[str, int]) -> list[str]:
+    """The keys to look an entry's candidates up by: its `QUERY_KEYS` rarest by
+    document frequency, title terms first among equals (a young store's counts
+    cannot tell the keys apart yet, and the headline names the news)."""
+    return sorted(keys, key=lambda k: (df.get(k, 0), k not in title, k))[:QUERY_KEYS]
 
 
 def figures(title: str) -> frozenset[str]:

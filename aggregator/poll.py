@@ -500,8 +500,9 @@ def _find_story(
     if story_id is not None:
         return story_id
     window = poller.config.dedupe.window
+    freq.load(set(p.keys))
     rows = db.candidate_entries(
-        p.keys,
+        dedupe.query_keys(p.keys, p.sig.title, freq.stats.df),
         entry.published - window,
         entry.published + window,
         min_shared=dedupe.MIN_SHARED_KEYS,

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -178,10 +178,13 @@ class MemoryIndex:
         self.story_feeds: dict[int, set[str]] = defaultdict(set)
         self.next_story = 1
 
-    def candidates(self, keys: Iterable[str], published: datetime) -> list[dedupe.Candidate]:
-        """Stored entries sharing at least `dedupe.MIN_SHARED_KEYS` keys, within the window."""
+    def candidates(
+        self, keys: Sequence[str], title: frozenset[str], published: datetime
+    ) -> list[dedupe.Candidate]:
+        """Stored entries sharing at least `dedupe.MIN_SHARED_KEYS` of the entry's
+        query keys (`dedupe.query_keys`), within the window."""
         hits: Counter[int] = Counter()
-        for k in keys:
+        for k in dedupe.query_keys(keys, title, self.df):
             plist = self.postings.get(k, [])
             if self.max_postings is not None:
                 plist = plist[-self.max_postings :]
@@ -206,8 +209,8 @@ class MemoryIndex:
         return out
 
     def add(self, entry: models.Entry, now: datetime | None = None) -> int:
-        keys = dedupe.index_keys(entry.title, entry.text)
-        cands = self.candidates(keys, entry.published)
+        sig, keys = dedupe.analyze(entry.title, entry.text)
+        cands = self.candidates(keys, sig.title, entry.published)
         story = dedupe.decide(
             entry,
             cands,

@@ -384,3 +384,21 @@ def test_analyze_gives_signature_and_keys_in_one_pass() -> None:
     }
     assert len(sig.lead) == dedupe.LEAD_TERMS
     assert sig.everything == sig.title | sig.lead
+
+
+def test_candidates_are_looked_up_by_the_rarest_keys() -> None:
+    """Common keys bring entries of other stories; the rare ones (names, places)
+    find the near-duplicates. Among keys the counts cannot tell apart, the
+    headline's come first."""
+    title, lead = "Shehbaz Sharif meets Putin in Astana", "The two leaders spoke of gas " * 3
+    sig, keys = dedupe.analyze(title, title + "\n" + lead + " ".join(f"w{i}" for i in range(40)))
+    assert len(keys) > dedupe.QUERY_KEYS
+    df = {k: 1000 for k in keys} | {"putin": 3, "astana": 1, "w4": 2}
+    chosen = dedupe.query_keys(keys, sig.title, df)
+    assert len(chosen) == dedupe.QUERY_KEYS
+    assert chosen[:3] == ["astana", "w4", "putin"]
+    assert "w6" not in chosen  # a common lead word is left out
+    # a young store: no counts at all, so every title term is asked before the lead's
+    chosen = dedupe.query_keys(keys, sig.title, {})
+    assert set(sig.title) <= set(chosen)
+    assert chosen[: len(sig.title)] == sorted(sig.title)
