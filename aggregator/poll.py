@@ -556,14 +556,15 @@ def _store_entries(
         story_id = _find_story(poller, db, p, now, freq)
         if story_id is None:
             story_id = db.new_story(entry.published, now, poller.host)
+            db.add_new_story_to_topics(story_id, entry.published, p.matches)
         else:
             merged += 1
             db.count_merge(entry.feed)
             db.touch_story(story_id, now)
+            _add_to_topics(db, story_id, p.matches)
         entry_id = db.insert_entry(entry, story_id, now, p.sig.pack(), p.terms)
         db.add_entry_keys(entry_id, p.keys, entry.published)
         freq.add(p.terms)
-        _add_to_topics(db, story_id, p.matches)
         touched.add(story_id)
         new += 1
     db.bump_topics_of(touched)

@@ -662,7 +662,8 @@ class Store:
         """Add to the document frequencies (once per transaction, summed by the caller)."""
         self.conn.executemany(
             "INSERT INTO term_df(term, n) VALUES (?, ?) ON CONFLICT(term) DO UPDATE SET n = n + ?",
-            [(t, n, n) for t, n in counts.items()],
+            # in key order: consecutive upserts land on the same B-tree pages
+            [(t, n, n) for t, n in sorted(counts.items())],
         )
 
     def candidate_entries(
@@ -803,6 +804,20 @@ class Store:
         marks = ",".join("?" * len(keep)) or "''"
         self.conn.execute(f"DELETE FROM topic_stories WHERE topic NOT IN ({marks})", keep)
         self.conn.execute(f"DELETE FROM topics WHERE slug NOT IN ({marks})", keep)
+
+    def add_new_story_to_topics(
+        self, story_id: int, published: datetime, matches: Mapping[str, Sequence[str]]
+    ) -> None:
+        """`add_topic_story` for a story minted in this transaction: no row of it can
+        exist yet, so nothing is read first (most entries of a cold poll)."""
+        at = ts(published)
+        self.conn.executemany(
+            "INSERT INTO topic_stories(topic, story_id, published, matched) VALUES (?, ?, ?, ?)",
+            [
+                (slug, story_id, at, json.dumps(list(terms), ensure_ascii=False))
+                for slug, terms in matches.items()
+            ],
+        )
 
     def add_topic_story(self, slug: str, story_id: int, matched: Sequence[str]) -> bool:
         """Put a story in a topic, merging matched terms; True if anything changed."""
