@@ -9,31 +9,76 @@ Write transactions are short, `BEGIN IMMEDIATE`, and never open across network I
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Any
 
 from .errors import StorageError
 from .models import Entry, FeedItem, FeedState, Related, TopicFeed, TopicSummary
+
+if TYPE_CHECKING:
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
 
 #: seconds a writer waits for another writer before giving up
 BUSY_TIMEOUT_MS = 60_000
 #: WAL pages between automatic checkpoints (see Store.__init__)
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
-migrations = Migrations("aggregator")
+#: the migration set's name, and the table where sqlite-utils records what it applied
+MIGRATION_SET = "aggregator"
+MIGRATIONS_TABLE = "_sqlite_migrations"
+
+_Migration = Callable[["sqlite_utils.Database"], None]
+_registered: list[tuple[str, _Migration]] = []
 
 
-@migrations(name="0001_initial")
+def _migration(name: str) -> Callable[[_Migration], _Migration]:
+    def register(fn: _Migration) -> _Migration:
+        _registered.append((name, fn))
+        return fn
+
+    return register
+
+
+@functools.cache
+def migrations() -> Migrations:
+    """The schema's migrations as sqlite-utils runs them, built on first need.
+
+    Importing sqlite-utils costs a process about 11 MiB (click, dateutil, pluggy and
+    more come with it), and a database that is up to date (every open but the first)
+    never needs it: `Store` checks the applied names itself and loads it only then.
+    """
+    from sqlite_utils.migrations import Migrations
+
+    found = Migrations(MIGRATION_SET)
+    for name, fn in _registered:
+        found(name=name)(fn)
+    return found
+
+
+def _up_to_date(conn: sqlite3.Connection) -> bool:
+    """Every migration of ours is recorded as applied (read-only, no sqlite-utils)."""
+    try:
+        applied = {
+            row[0]
+            for row in conn.execute(
+                f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?", (MIGRATION_SET,)
+            )
+        }
+    except sqlite3.OperationalError:  # no such table: a new database
+        return False
+    return all(name in applied for name, _ in _registered)
+
+
+@_migration("0001_initial")
 def _m0001_initial(db: sqlite_utils.Database) -> None:
     # Statement by statement: executescript() would COMMIT the migration's transaction.
     for statement in _SCHEMA_0001.split(";\n"):
@@ -142,13 +187,13 @@ _SCHEMA_0001 = """
 """
 
 
-@migrations(name="0002_feed_language")
+@_migration("0002_feed_language")
 def _m0002_feed_language(db: sqlite_utils.Database) -> None:
     # The feed's declared language picks the stemmers when topics are re-evaluated.
     db.execute("ALTER TABLE feeds ADD COLUMN language TEXT")
 
 
-@migrations(name="0003_entry_keys_by_time")
+@_migration("0003_entry_keys_by_time")
 def _m0003_entry_keys_by_time(db: sqlite_utils.Database) -> None:
     # The window lookup (key, then newest first) becomes the table's own order: one
     # B-tree less to write for each of an entry's 30 keys, and a third less disk.
@@ -168,7 +213,7 @@ def _m0003_entry_keys_by_time(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
-@migrations(name="0004_entry_hashes_index")
+@_migration("0004_entry_hashes_index")
 def _m0004_entry_hashes_index(db: sqlite_utils.Database) -> None:
     # Every poll of a feed reads its stored keys and content hashes: from the index
     # alone, not from rows whose hash sits behind 10 kB of HTML (6 ms per poll at 1M
@@ -176,7 +221,7 @@ def _m0004_entry_hashes_index(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX entries_feed_hash ON entries(feed, key, content_hash)")
 
 
-@migrations(name="0005_feed_item_digests")
+@_migration("0005_feed_item_digests")
 def _m0005_feed_item_digests(db: sqlite_utils.Database) -> None:
     # The digests of the items of a feed's last parsed body: the next parse leaves
     # out items it has already seen byte for byte (parse.item_digests).
@@ -284,10 +329,11 @@ class Store:
             # disk) took 5-7 % off a 1,000-feed changed poll.
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self.conn = conn
-            self.db = sqlite_utils.Database(conn)
-            if migrate:
+            if migrate and not _up_to_date(conn):
+                import sqlite_utils
+
                 with self._lock_for_migration():
-                    migrations.apply(self.db)
+                    migrations().apply(sqlite_utils.Database(conn))
         except sqlite3.Error as exc:
             raise StorageError(f"{path}: cannot open database: {exc}") from exc
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from aggregator import store
 def test_entry_keys_migration_keeps_every_posting(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    store.migrations.apply(sqlite_utils.Database(conn), stop_before="0003_entry_keys_by_time")
+    store.migrations().apply(sqlite_utils.Database(conn), stop_before="0003_entry_keys_by_time")
     conn.executemany(
         "INSERT INTO entry_keys(key, entry_id, published) VALUES (?, ?, ?)",
         [
@@ -105,3 +107,29 @@ def test_prune_uncounts_terms_stored_in_either_form(tmp_path: Path) -> None:
     assert db.prune(now) == 2
     assert db.conn.execute("SELECT count(*) FROM term_df").fetchone() == (0,)
     db.close()
+
+
+def test_an_up_to_date_database_is_opened_without_sqlite_utils(tmp_path: Path) -> None:
+    """Opening checks sqlite-utils' own record of applied migrations: the same table,
+    every migration of the set. Only a pending one loads sqlite-utils (11 MiB)."""
+    from sqlite_utils.migrations import Migrations
+
+    assert store.MIGRATIONS_TABLE == Migrations.migrations_table
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    last = store.migrations()._migrations[-1].name
+    store.migrations().apply(sqlite_utils.Database(conn), stop_before=last)
+    assert not store._up_to_date(conn)
+    code = (
+        "import sys; from aggregator import store; "
+        f"store.Store({str(path)!r}).close(); print('sqlite_utils' in sys.modules)"
+    )
+    for expected in ("True", "False"):  # applies the last one, then has no need
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == expected
+    assert store._up_to_date(conn)
+    applied = [n for (n,) in conn.execute(f"SELECT name FROM {store.MIGRATIONS_TABLE}")]
+    assert applied == [m.name for m in store.migrations()._migrations]
+    conn.close()
