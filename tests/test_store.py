@@ -64,17 +64,24 @@ def test_a_feeds_stored_hashes_are_read_from_an_index(tmp_path: Path) -> None:
     db.close()
 
 
-def test_prune_uncounts_terms_stored_in_either_form(tmp_path: Path) -> None:
+def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) -> None:
     """Rows written before signatures were packed keep their JSON term lists: a prune
-    takes both kinds back out of the document frequencies."""
+    takes both kinds back out of the document frequencies, and every index key of a
+    pruned entry goes while a kept entry's stay."""
     from aggregator import dedupe, models
 
     db = store.Store(tmp_path / "a.db")
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
     old = now - timedelta(days=30)
     db.conn.execute("INSERT INTO feeds(name, config_url, url) VALUES ('f', 'u', 'u')")
+    items = (
+        ("a", "Wheat prices rise in Karachi", old),
+        ("b", "Wheat harvest in Sindh", old),
+        ("c", "Wheat harvest in Punjab", now),
+    )
     with db.write():
-        for key, title in (("a", "Wheat prices rise in Karachi"), ("b", "Wheat harvest in Sindh")):
+        for key, title, published in items:
+            text = title + "\nGrowers in the province expect a record crop this year."
             entry = models.Entry(
                 feed="f",
                 key=key,
@@ -84,28 +91,40 @@ def test_prune_uncounts_terms_stored_in_either_form(tmp_path: Path) -> None:
                 title=title,
                 summary_html="",
                 content_html="",
-                text=title,
+                text=text,
                 author=None,
-                published=old,
+                published=published,
                 content_hash=key,
             )
-            sig = dedupe.signature(title, title)
+            sig, keys = dedupe.analyze(title, text)
             terms = sorted(sig.everything)
-            sid = db.new_story(old, now, "h")
+            sid = db.new_story(published, now, "h")
             eid = db.insert_entry(entry, sid, now, sig.pack(), terms)
+            db.add_entry_keys(eid, keys, published)
             if key == "b":  # as stored before: JSON
                 db.conn.execute(
                     "UPDATE entries SET sig = ?, terms = ? WHERE id = ?",
                     (json.dumps(sig.to_json()), json.dumps(terms), eid),
                 )
             db.add_term_counts(dict.fromkeys(terms, 1))
-    assert db.document_frequencies(["wheat", "karachi", "sindh"]) == {
-        "wheat": 2,
+    assert db.document_frequencies(["wheat", "karachi", "sindh", "punjab"]) == {
+        "wheat": 3,
         "karachi": 1,
         "sindh": 1,
+        "punjab": 1,
     }
-    assert db.prune(now) == 2
-    assert db.conn.execute("SELECT count(*) FROM term_df").fetchone() == (0,)
+    kept_keys = db.conn.execute(
+        "SELECT key FROM entry_keys WHERE entry_id = (SELECT id FROM entries WHERE key = 'c')"
+    ).fetchall()
+    assert len(kept_keys) > 5
+    assert db.prune(now - timedelta(days=1)) == 2
+    assert db.document_frequencies(["wheat", "karachi", "sindh", "punjab"]) == {
+        "wheat": 1,
+        "punjab": 1,
+    }
+    left = db.conn.execute("SELECT key, entry_id FROM entry_keys ORDER BY key").fetchall()
+    [(kept,)] = db.conn.execute("SELECT id FROM entries").fetchall()
+    assert sorted(kept_keys) == [(k,) for k, _ in left] and {e for _, e in left} == {kept}
     db.close()
 
 
