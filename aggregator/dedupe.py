@@ -111,7 +111,7 @@ CROSS_MIN_TITLE = 3
 #: Russian terms are cut to this many letters after stemming (the stemmer leaves
 #: adjective and participle endings that differ between outlets: сладкого/сладких)
 RU_PREFIX = 5
-#: the store fetches only entries sharing at least this many index keys with the new one
+#: the store fetches only entries sharing at least this many of the new one's `query_keys`
 MIN_SHARED_KEYS = MIN_SHARED
 #: ...and of those, the ones sharing the most keys, at most this many: a bound on
 #: one entry's comparisons. Through the product (`bench/dedup_eval.py
@@ -376,7 +376,8 @@ def terms_of(sig: Signature) -> set[str]:
 
 
 def index_keys(title: str, text: str) -> list[str]:
-    """The keys the store indexes an entry under; candidates share at least one.
+    """The keys the store indexes an entry under; a candidate has at least
+    `MIN_SHARED_KEYS` of the new entry's `query_keys` among them.
 
     Title terms first (every near-duplicate we measured shares a title term with its
     story), then the start of the lead; at most `MAX_KEYS`. Stopwords never become
