@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from aggregator import config
+from aggregator import config, models
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = SHARED / "corpus" / "real"
@@ -19,6 +20,25 @@ def corpus_dir() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"the shared corpus is not here ({CORPUS}): it exists only in CI")
     return CORPUS
+
+
+def entry(title: str, body: str = "", feed: str = "new", *, at: datetime) -> models.Entry:
+    """A normalized entry as `normalize` makes it: the text starts with the title."""
+    text = f"{title}\n{body}" if body else title
+    return models.Entry(
+        feed=feed,
+        key=title,
+        guid=None,
+        link=None,
+        canonical_link=None,
+        title=title,
+        summary_html="",
+        content_html="",
+        text=text,
+        author=None,
+        published=at,
+        content_hash=title,
+    )
 
 
 def toml_config(

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from aggregator import dedupe, models
+from tests.conftest import entry as make_entry
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
@@ -20,21 +21,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "dedup"
 
 
 def entry(title: str, body: str = "", feed: str = "new", at: datetime = T0) -> models.Entry:
-    text = f"{title}\n{body}" if body else title
-    return models.Entry(
-        feed=feed,
-        key=title,
-        guid=None,
-        link=None,
-        canonical_link=None,
-        title=title,
-        summary_html="",
-        content_html="",
-        text=text,
-        author=None,
-        published=at,
-        content_hash=title,
-    )
+    return make_entry(title, body, feed, at=at)
 
 
 def cand(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import sqlite_utils
 
 from aggregator import store
+from tests.conftest import entry as make_entry
 
 
 def test_entry_keys_migration_keeps_every_posting(tmp_path: Path) -> None:
@@ -68,7 +70,7 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
     """Rows written before signatures were packed keep their JSON term lists: a prune
     takes both kinds back out of the document frequencies, and every index key of a
     pruned entry goes while a kept entry's stay."""
-    from aggregator import dedupe, models
+    from aggregator import dedupe
 
     db = store.Store(tmp_path / "a.db")
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -81,21 +83,11 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
     )
     with db.write():
         for key, title, published in items:
-            text = title + "\nGrowers in the province expect a record crop this year."
-            entry = models.Entry(
-                feed="f",
-                key=key,
-                guid=None,
-                link=None,
-                canonical_link=None,
-                title=title,
-                summary_html="",
-                content_html="",
-                text=text,
-                author=None,
-                published=published,
-                content_hash=key,
+            entry = make_entry(
+                title, "Growers in the province expect a record crop this year.", "f", at=published
             )
+            entry = dataclasses.replace(entry, key=key, content_hash=key)
+            text = entry.text
             sig, keys = dedupe.analyze(title, text)
             terms = sorted(sig.everything)
             sid = db.new_story(published, now, "h")
