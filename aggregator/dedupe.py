@@ -215,7 +215,8 @@ def _fold(text: str) -> str:
     return text.translate(_ARABIC_FOLD) if _NEEDS_FOLD.search(text) else text
 
 
-@lru_cache(maxsize=200_000)
+#: bounded for a daemon that runs for weeks: about 230 bytes a word (see topics)
+@lru_cache(maxsize=50_000)
 def _stem(word: str) -> str | None:
     """One folded word to its term, or None for a stopword or noise."""
     if word.isdigit():

@@ -612,3 +612,23 @@ def test_documents_built_in_threads_agree() -> None:
     for t in threads:
         t.join(timeout=60)
     assert all(results[n] == expected for n in range(8))
+
+
+def test_the_stem_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon meets new words for weeks: the cache of stems is emptied when it
+    outgrows its limit, and matching is the same before and after."""
+    monkeypatch.setattr(topics, "_CACHE_LIMIT", 100)
+    topics.clear_cache()
+    query = topics.compile('"gas pipeline" AND Pakistan')
+    title = "Pakistan and Russia sign gas pipeline deal"
+    before = query.matches(topics.document(title, "", "en"))
+    largest = 0
+    for n in range(20):
+        body = " ".join(f"word{n}x{i}" for i in range(40))
+        topics.document(title, body, "en")
+        largest = max(largest, max(len(c) for c in topics._KEY_CACHE.values()))
+    # at most the limit, plus the words of the one document that crossed it
+    assert 100 < largest <= 100 + 40 + 8
+    assert query.matches(topics.document(title, "", "en")) == before
+    assert before is not None
+    topics.clear_cache()
