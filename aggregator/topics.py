@@ -313,8 +313,10 @@ _CACHE_LIMIT = 50_000
 
 def _keys(ws: Sequence[str], language: str | None) -> list[str]:
     """The key of every word; "" for the title/text gap."""
+    if sum(map(len, _KEY_CACHE.values())) > _CACHE_LIMIT:  # one bound for all languages
+        _KEY_CACHE.clear()
     cache = _KEY_CACHE.get(language)
-    if cache is None or len(cache) > _CACHE_LIMIT:
+    if cache is None:
         cache = _KEY_CACHE[language] = {"": ""}
     keys = list(map(cache.get, ws))
     if None in keys:
