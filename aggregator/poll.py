@@ -392,6 +392,13 @@ class _Transaction:
         self._job_added = {}
         self._job_entries = 0
 
+    def counts(self, terms: Iterable[str]) -> dict[str, int]:
+        """Stored entries holding each term, this transaction's own included (their
+        counts are written at its end)."""
+        self.load(set(terms))
+        df, added, job = self.stats.df, self.added, self._job_added
+        return {t: df[t] + added.get(t, 0) + job.get(t, 0) for t in terms}
+
     def signature(self, entry_id: int, stored: str | None) -> dedupe.Signature | None:
         """A stored entry's signature, decoded once per transaction."""
         if not stored:
@@ -500,9 +507,8 @@ def _find_story(
     if story_id is not None:
         return story_id
     window = poller.config.dedupe.window
-    freq.load(set(p.keys))
     rows = db.candidate_entries(
-        dedupe.query_keys(p.keys, p.sig.title, freq.stats.df),
+        dedupe.query_keys(p.keys, p.sig.title, freq.counts(p.keys)),
         entry.published - window,
         entry.published + window,
         min_shared=dedupe.MIN_SHARED_KEYS,

@@ -385,6 +385,10 @@ def test_candidates_are_looked_up_by_the_rarest_keys() -> None:
     assert len(chosen) == dedupe.QUERY_KEYS
     assert chosen[:3] == ["astana", "w4", "putin"]
     assert "w6" not in chosen  # a common lead word is left out
+    # a key no stored entry has cannot find a candidate: it goes last, not first
+    chosen = dedupe.query_keys(keys, sig.title, df | {"w0": 0, "w1": 0, "shehbaz": 0})
+    assert chosen[:3] == ["astana", "w4", "putin"]
+    assert not {"w0", "w1", "shehbaz"} & set(chosen[:-3])
     # a young store: no counts at all, so every title term is asked before the lead's
     chosen = dedupe.query_keys(keys, sig.title, {})
     assert set(sig.title) <= set(chosen)
