@@ -12,6 +12,7 @@ shared with the other pure stages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import itertools
@@ -272,8 +273,12 @@ def clean_title(title: str) -> str:
 # --- words ---------------------------------------------------------------------
 
 
-def _mark_class() -> str:
-    """A regex class of every combining mark (Mn, Mc, Me): vowel signs and harakat."""
+@functools.cache
+def mark_class() -> str:
+    """A regex class of every combining mark (Mn, Mc, Me): vowel signs and harakat.
+
+    Python's ``\\w`` has none of them, which would split Devanagari or Urdu words at
+    every vowel sign; topic matching builds its words with the same class."""
     ranges: list[tuple[int, int]] = []
     # Marks live in planes 0-1 and among the variation selectors of plane 14; scanning
     # only those keeps the import fast (the full range costs a quarter second).
@@ -291,7 +296,7 @@ def _mark_class() -> str:
 
 # A word is letters and digits plus combining marks and ZWNJ/ZWJ: Python's \w has no
 # marks, so Devanagari vowel signs or Urdu harakat would otherwise split words.
-_WORD = re.compile(r"(?:[^\W_]|[" + _mark_class() + r"\u200c\u200d])+")
+_WORD = re.compile(r"(?:[^\W_]|[" + mark_class() + r"\u200c\u200d])+")
 
 
 def words(text: str) -> list[str]:

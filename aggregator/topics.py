@@ -69,6 +69,7 @@ from dataclasses import dataclass
 
 import snowballstemmer
 
+from . import normalize
 from .errors import QueryError
 
 __all__ = ["Document", "Query", "clear_cache", "compile", "document", "fold", "words"]
@@ -161,25 +162,9 @@ def fold(text: str) -> str:
     return text
 
 
-def _mark_ranges() -> str:
-    """Character-class ranges of the combining marks (Mn, Mc, Me) in the BMP.
-
-    Python's ``\\w`` excludes combining marks, which would split Devanagari or
-    Bengali words at every vowel sign.
-    """
-    ranges: list[tuple[int, int]] = []
-    for cp in range(0x0300, 0x10000):
-        if unicodedata.category(chr(cp)) in ("Mn", "Mc", "Me"):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    return "".join(f"\\u{a:04x}-\\u{b:04x}" if a != b else f"\\u{a:04x}" for a, b in ranges)
-
-
 # A word: letters, digits and combining marks; "_" is replaced first, so that
 # snake_case splits like a hyphen (one character class scans faster than two).
-_WORD = re.compile(f"[\\w{_mark_ranges()}]+")
+_WORD = re.compile(f"[\\w{normalize.mark_class()}]+")
 
 
 def words(folded: str) -> list[str]:

@@ -209,6 +209,9 @@ def test_terms_match_whole_words_only(query: str, text: str, expected: bool) -> 
 
 def test_devanagari_vowel_signs_stay_inside_the_word() -> None:
     assert topics.words(topics.fold("पाकिस्तानी सेना")) == ["पाकिस्तानी", "सेना"]
+    # marks beyond the BMP too (Chakma, used in Bangladesh): the same class as normalize's
+    chakma = "\U00011107\U00011127\U00011108"
+    assert topics.words(topics.fold(f"{chakma} x")) == [chakma, "x"]
 
 
 # --- folding ---------------------------------------------------------------
