@@ -136,6 +136,7 @@ def write_config(
     export: bool = False,
     port: int = 8080,
     max_entries: int | None = None,
+    parse_processes: int | None = None,
 ) -> Path:
     lines = [
         "[database]",
@@ -154,6 +155,8 @@ def write_config(
     ]
     if max_entries:
         lines.append(f"max_entries = {max_entries}")
+    if parse_processes is not None:
+        lines.append(f"parse_processes = {parse_processes}")
     for i in range(feeds):
         lines += ["[[feeds]]", f'name = "f{i}"', f'url = "{base}/feed/{i}.xml"']
         lines.append("allow_private = true")
@@ -303,7 +306,12 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
                     with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
                         folder = Path(tmp)
                         cfg = write_config(
-                            folder, base, n, args.workers, max_entries=args.max_entries
+                            folder,
+                            base,
+                            n,
+                            args.workers,
+                            max_entries=args.max_entries,
+                            parse_processes=args.parse_processes,
                         )
                         for phase, rnd in (("cold", 0), ("warm", 0), ("changed", 1)):
                             if phase not in args.phases:
@@ -345,6 +353,11 @@ def print_poll(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"\npolling: median of {args.runs} runs, {args.workers} workers, K={args.new} "
         f"new items per feed, latency {args.latency} ms"
         + (f", ours keeping {args.max_entries} entries per poll" if args.max_entries else "")
+        + (
+            f", ours with parse_processes = {args.parse_processes}"
+            if args.parse_processes is not None
+            else ""
+        )
     )
     print("| feeds | phase | ours s | reader s | ratio | ours MiB | reader MiB | ratio |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -586,6 +599,11 @@ def main(argv: list[str] | None = None) -> None:
         "--max-entries",
         type=int,
         help="ours only: [polling] max_entries, to seed a warm run of many feeds quickly",
+    )
+    ap.add_argument(
+        "--parse-processes",
+        type=int,
+        help="ours only: [polling] parse_processes (default: the config's default)",
     )
     ap.add_argument("--seconds", type=int, default=5, help="wrk duration")
     ap.add_argument("--serve-feeds", type=int, default=200)
