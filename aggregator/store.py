@@ -235,7 +235,7 @@ def ts(dt: datetime) -> str:
 
 def _stored_terms(text: str | None) -> list[str]:
     """An entry's counted terms: space-separated words, or a JSON list in rows
-    stored before (the schema's comment predates the change)."""
+    stored before signatures were packed (as the schema's comment still says)."""
     if not text:
         return []
     return list(json.loads(text)) if text.startswith("[") else text.split()
