@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 import threading
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -277,7 +278,7 @@ def _stem(lang: str, word: str) -> str:
         stemmers = _local.stemmers = {}
     stemmer = stemmers.get(lang)
     if stemmer is None:
-        stemmer = stemmers[lang] = snowballstemmer.stemmer(_SNOWBALL[lang][0])
+        stemmer = stemmers[lang] = normalize.stemmer(_SNOWBALL[lang][0])
     return str(stemmer.stemWord(word))
 
 
@@ -310,7 +311,8 @@ def _keys(ws: Sequence[str], language: str | None) -> list[str]:
                 word = ws[i]
                 key = cache.get(word)
                 if key is None:
-                    key = cache[word] = _word_key(word, language)
+                    # interned: dedupe's cache holds the same words
+                    key = cache[sys.intern(word)] = _word_key(word, language)
                 keys[i] = key
     return keys  # type: ignore[return-value]
 
