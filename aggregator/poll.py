@@ -15,12 +15,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import gc
 import json
 import logging
 import multiprocessing
 import os
 import pickle
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -277,6 +279,13 @@ class ParsePool:
     = 0 the work runs in the calling thread. A worker that dies (a feed that makes
     the parser crash or run out of memory) costs that feed one error, never the poll:
     the pool is rebuilt and the work tried once more before giving up.
+
+    Workers started while this process has no other thread are forked: they share
+    the modules already loaded here instead of importing their own, and need no
+    resource tracker process beside them. A fork copies only the thread that calls
+    it, so a lock another thread holds at that moment (libxml2's, SQLite's, one of
+    ours) would stay held in the worker for good: with poll threads running,
+    workers are spawned as fresh interpreters instead.
     """
 
     #: seconds without work after which the workers are let go (the daemon's steady
@@ -289,6 +298,7 @@ class ParsePool:
         self._worked = False
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._frozen = False
 
     def run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         """`fn(*args)` in a worker process, or here when `inline` (or without workers)."""
@@ -319,13 +329,33 @@ class ParsePool:
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                # spawn: a fresh interpreter that imports only `prepare` and its stages
-                # (no fork of a threaded process, no fork server kept beside it)
-                ctx = multiprocessing.get_context("spawn")
                 self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=ctx, initializer=prepare.worker_started
+                    self.processes, mp_context=self._context(), initializer=prepare.worker_started
                 )
             return self._pool
+
+    def _context(self) -> multiprocessing.context.BaseContext:
+        if threading.active_count() > 1 or not sys.platform.startswith("linux"):
+            # a fresh interpreter that imports only `prepare` and its stages
+            return multiprocessing.get_context("spawn")
+        if not self._frozen:
+            # The collector writes to every object it walks: in either process, that
+            # would copy every shared page. Objects that exist now are left out of
+            # its walks until the workers go (`_release`).
+            gc.freeze()
+            self._frozen = True
+        # the workers are created by the submit that follows, still in this thread
+        return multiprocessing.get_context("fork")
+
+    def start(self) -> None:
+        """Start the workers ahead of need, forked if this is the only thread.
+
+        A poll of feeds fetched for the first time parses nearly all it fetches in
+        the workers; started before the poll threads, they share this process's
+        loaded modules (at 100 feeds cold, 20 MiB less in all than spawned ones).
+        """
+        if self.processes > 0:
+            self._get().submit(int).result()
 
     def close_if_idle(self) -> None:
         """Let the workers go when they have had nothing to do for IDLE_SECONDS."""
@@ -334,19 +364,28 @@ class ParsePool:
             if pool is None or time.monotonic() - self._used < self.IDLE_SECONDS:
                 return
             self._pool = None
+            self._release()
         pool.shutdown(wait=False, cancel_futures=False)
 
     def _drop(self, pool: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._pool is pool:
                 self._pool = None
+                self._release()
         pool.shutdown(wait=False, cancel_futures=True)
+
+    def _release(self) -> None:
+        """With the forked workers gone, the collector walks every object again."""
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the workers; a clean shutdown also releases the queues' semaphores
         (otherwise multiprocessing's tracker warns about them on stderr)."""
         with self._lock:
             pool, self._pool = self._pool, None
+            self._release()
         if pool is None:
             return
         if timeout is None:
@@ -708,6 +747,10 @@ def poll_many(
 ) -> Iterator[PollResult]:
     """Poll feeds on `[polling] concurrency` threads; results in completion order."""
     feeds = list(feeds)
+    if poller.store().never_fetched(f.name for f in feeds):
+        # a first fetch brings every item a feed has, for the parse processes: start
+        # them while this is the only thread, so they are forked (see ParsePool)
+        poller.parsers.start()
     workers = max(1, min(poller.config.polling.concurrency, len(feeds)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
         futures = [pool.submit(poll_feed, poller, f, now) for f in feeds]

@@ -463,6 +463,13 @@ class Store:
             hint_seconds=row[12],
         )
 
+    def never_fetched(self, names: Iterable[str]) -> int:
+        """How many of these feeds have never been fetched."""
+        unfetched = {
+            r[0] for r in self.conn.execute("SELECT name FROM feeds WHERE last_fetch IS NULL")
+        }
+        return sum(1 for n in names if n in unfetched)
+
     def record_fetch(
         self,
         name: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pickle
 import re
@@ -468,28 +469,88 @@ def test_idle_parse_processes_leave_and_come_back(monkeypatch: pytest.MonkeyPatc
 
 
 _STDIN_SCRIPT = """
-import sys
+import sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from aggregator import poll, prepare
+if sys.argv[2] == "threaded":  # as in the daemon: workers are spawned
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
 pool = poll.ParsePool(1)
 print(pool.run(sum, [1, 2, 3]), pool.processes)
 pool.close()
 """
 
 
-def test_parse_processes_that_cannot_start_fall_back_to_threads() -> None:
+@pytest.mark.parametrize(("threads", "expected"), [("threaded", "0"), ("alone", "1")])
+def test_parse_processes_that_cannot_start_fall_back_to_threads(
+    threads: str, expected: str
+) -> None:
     """A program read from stdin cannot be re-imported by a spawned worker: polls
-    must parse in their threads, not fail."""
+    must parse in their threads, not fail. A forked worker (no other thread) needs
+    no re-import and works."""
     root = str(Path(__file__).resolve().parents[1])
     out = subprocess.run(
-        [sys.executable, "-", root],
+        [sys.executable, "-", root, threads],
         input=_STDIN_SCRIPT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["6", "0"]
+    assert out.stdout.split() == ["6", expected]
+
+
+_FORK_SCRIPT = """
+import gc, json, os, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from aggregator import poll
+
+def children():
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as fh:
+            found += fh.read().split()
+    cmd = lambda pid: open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
+    return sorted(cmd(pid) for pid in found)
+
+def main():
+    report = {"me": open("/proc/self/cmdline", "rb").read().replace(b"\\0", b" ").decode()}
+    pool = poll.ParsePool(1)
+    pool.start()
+    report["forked"] = children()
+    report["frozen"] = gc.get_freeze_count() > 0
+    pool.close()
+    report["thawed"] = gc.get_freeze_count() == 0
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+    pool = poll.ParsePool(1)
+    pool.start()
+    report["spawned"] = children()
+    pool.close()
+    print(json.dumps(report))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forks only on Linux")
+def test_parse_processes_are_forked_only_from_a_single_thread(tmp_path: Path) -> None:
+    """Started before any other thread, the worker is a fork of the poller (sharing
+    its modules; no resource tracker beside it) and the collector leaves the shared
+    objects alone until it goes. With another thread running, a fork could copy a
+    held lock: the worker is a fresh interpreter."""
+    script = tmp_path / "fork.py"
+    script.write_text(_FORK_SCRIPT, encoding="utf-8")
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, str(script), root], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["forked"] == [report["me"]]  # one child, this very program
+    assert report["frozen"] and report["thawed"]
+    spawned = report["spawned"]
+    assert any("spawn_main" in c for c in spawned), spawned
+    assert any("resource_tracker" in c for c in spawned), spawned
 
 
 _ORPHAN_SCRIPT = """
