@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__, opml, poll, prepare, publish, store, topics
+from . import __version__, poll, prepare, publish, store, topics
 from . import config as config_mod
 from .errors import AggregatorError, ConfigError, StorageError
 
@@ -403,6 +403,8 @@ def opml_import(ctx: click.Context, file: Path) -> None:
         aggregator opml import subscriptions.opml
     """
     cfg = _load(ctx)
+    from . import opml  # tomlkit and defusedxml, for these two commands only
+
     added = opml.import_into_config(cfg.path, file.read_bytes(), cfg)
     for name, url in added:
         click.echo(f"added {name}: {url}")
@@ -420,6 +422,8 @@ def opml_export(ctx: click.Context) -> None:
         aggregator opml export > feeds.opml
     """
     cfg = _load(ctx)
+    from . import opml
+
     sys.stdout.buffer.write(opml.export_feeds(cfg))
 
 

@@ -50,8 +50,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
-import lxml.etree
-import lxml.html
 
 from . import models
 from .errors import ParseError
@@ -666,6 +664,10 @@ def _absolute_links(markup: str, base: str | None) -> str:
     its links (the sanitizer drops relative ones). Untouched when there are none."""
     if not base or not markup or not _RELATIVE_LINK.search(markup):
         return markup
+    # lxml (5 MiB of a process) only for the few feeds with relative links
+    import lxml.etree
+    import lxml.html
+
     try:
         fragments = lxml.html.fragments_fromstring(markup)
     except (lxml.etree.ParserError, ValueError):

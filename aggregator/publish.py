@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import render, store
+from . import store
 from .config import Config, TopicConfig
 
 FORMATS = ("atom", "rss", "json")
@@ -44,6 +44,8 @@ def render_topic(
     db: store.Store, config: Config, topic: TopicConfig, fmt: str, limit: int | None = None
 ) -> Rendered:
     """Render one topic from the store; pure apart from the read."""
+    from . import render  # lxml, nh3 and feedgen: a poll that exports nothing never loads them
+
     feed = db.topic_feed(
         topic.slug,
         topic.title,
@@ -146,6 +148,8 @@ def export_files(db: store.Store, config: Config, cache: TopicCache | None = Non
     out = config.server.export_dir
     if out is None:
         return 0
+    from . import render
+
     written = 0
     for topic in config.topics:
         for fmt in FORMATS:

@@ -109,6 +109,35 @@ def test_poll_status_export_match(site: Path) -> None:
     assert stored.returncode == 0
 
 
+_POLL_AND_LIST_MODULES = """
+import sys
+from aggregator import cli
+try:
+    cli.cli.main(["--config", sys.argv[1], "poll"], prog_name="aggregator")
+except SystemExit as stop:
+    assert not stop.code, stop.code
+heavy = ("lxml", "nh3", "feedgen", "tomlkit", "defusedxml", "flask", "waitress")
+print(" ".join(m for m in heavy if m in sys.modules))
+"""
+
+
+def test_a_poll_loads_no_renderer_and_no_web_server(site: Path) -> None:
+    """`aggregator poll` from cron is a short process: the renderer's libraries (8 MiB
+    with lxml), OPML's and the web server's are left to the commands that use them."""
+    out = subprocess.run(
+        [sys.executable, "-c", _POLL_AND_LIST_MODULES, str(site / "aggregator.toml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "new=2" in out.stdout
+    assert out.stdout.splitlines()[-1] == ""
+    # and the commands that render still do
+    atom = aggregator("export", "pak-russia", cwd=site)
+    assert atom.returncode == 0 and "energy deal" in atom.stdout
+
+
 def test_check_and_opml(site: Path, tmp_path: Path) -> None:
     check = aggregator("check", cwd=site)
     assert check.returncode == 0 and "dawn" in check.stdout and "pak-russia" in check.stdout
