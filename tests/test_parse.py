@@ -244,6 +244,27 @@ def test_relative_links_plain_and_xml_base() -> None:
     assert 'href="https://blog.example.ru/img/a.png"' in feed.entries[0].content
 
 
+@pytest.mark.parametrize(
+    ("markup", "relative"),
+    [
+        ('<A HREF="/img/a.png">pic</A>', True),  # any case
+        ('<img data-src="/a.png">', True),  # an attribute name ending in src
+        ('<a xhref="/a">x</a> <img datasrc="/b.png">', False),  # inside a longer name
+        ('<a href="https://x.example/a">x</a> <a href="#n">n</a>', False),
+        ("<a href = ' /a'>x</a>", True),
+    ],
+)
+def test_relative_links_in_item_html(markup: str, relative: bool) -> None:
+    """Item HTML goes through lxml only when it may hold a relative link, whatever
+    its case; an absolute-only fragment comes back as it was."""
+    assert parse._has_relative_link(markup) is relative
+    out = parse._absolute_links(markup, "https://outlet.example.pk/news/")
+    if not relative:
+        assert out == markup
+    elif "href" in markup.lower():
+        assert 'href="https://outlet.example.pk/' in out.replace("'", '"').replace("= ", "=")
+
+
 def test_links_resolve_against_content_location_and_unsafe_schemes_drop() -> None:
     body = rss(
         item("p1", "x", link="one.html")
