@@ -240,6 +240,8 @@ class Daemon:
         removed = db.prune(datetime.now(UTC) - self.config.database.keep)
         if removed:
             with db.write():  # the writer lock: no poll is deciding with the counts
+                # the prune folded every logged count into term_df: none is pending
+                self.poller.terms.fold(db)
                 self.poller.terms.forget()
             self.cache.invalidate()
             log.info("pruned %d entries older than %s", removed, self.config.database.keep)

@@ -53,9 +53,12 @@ class TermStats:
     Each term is read from the store once, then counted in memory as this process
     stores entries: reading the counts of a candidate's 200 terms for every new
     entry was a third of a cold poll. Every method runs inside a write transaction,
-    so the store's writer lock serializes them. Another process writing meanwhile
-    (a cron `aggregator poll` beside the daemon) makes these counts lag a little,
-    which only nudges weights; `forget` starts over (after a prune).
+    so the store's writer lock serializes them. New counts are logged with their
+    entries and folded into the store's term_df about once a minute (see
+    `Store.log_term_counts`). Another process writing meanwhile (a cron
+    `aggregator poll` beside the daemon) makes these counts lag a little, or count
+    our logged terms twice once it folds them: either only nudges weights, never
+    the stored counts; `forget` starts over (after a prune).
     """
 
     #: re-weigh every term once the number of stored entries moved by this share
@@ -66,6 +69,11 @@ class TermStats:
     #: daemon stays small (each is a few tens of MiB at most)
     MAX_TERMS = 200_000
     MAX_KNOWN = 200_000
+    #: fold the logged counts into the store's term_df after this many entries or
+    #: seconds (and when the writer closes); `pending` holds their counts until then,
+    #: so a daemon keeps a minute's worth at most
+    FOLD_ENTRIES = 20_000
+    FOLD_SECONDS = 60.0
 
     df: dict[str, int]
     #: stored entries whose terms are all in `df` already
@@ -75,6 +83,11 @@ class TermStats:
     weights: dedupe.IdfWeights
 
     def __init__(self) -> None:
+        #: counts this process logged and has not folded into term_df yet: the
+        #: store's term_df lacks them, so every read adds them
+        self.pending: dict[str, int] = {}
+        self.pending_entries = 0
+        self.pending_since = 0.0
         self.forget()
 
     def forget(self) -> None:
@@ -101,20 +114,37 @@ class TermStats:
         missing = [t for t in terms if t not in self.df]
         if missing:
             found = db.document_frequencies(missing)
+            pending = self.pending
             for t in missing:
-                self.df[t] = found.get(t, 0)
+                self.df[t] = found.get(t, 0) + pending.get(t, 0)
 
     def store_counts(self, db: store.Store, added: Mapping[str, int], entries: int) -> None:
-        """Write one transaction's new counts, and count them here too."""
+        """Log one transaction's new counts, and count them here too."""
         if not added:
             return
-        db.add_term_counts(added)
+        db.log_term_counts(added)
+        df, pending = self.df, self.pending
+        if not pending:
+            self.pending_since = time.monotonic()
         for t, n in added.items():
-            if t in self.df:
-                self.df[t] += n
+            pending[t] = pending.get(t, 0) + n
+            if t in df:
+                df[t] += n
+        self.pending_entries += entries
         if self.n_docs is not None:
             self.n_docs += entries
         self.weights.forget(added)
+        if (
+            self.pending_entries >= self.FOLD_ENTRIES
+            or time.monotonic() - self.pending_since >= self.FOLD_SECONDS
+        ):
+            self.fold(db)
+
+    def fold(self, db: store.Store) -> None:
+        """Add the logged counts into term_df (inside a write transaction)."""
+        db.fold_term_counts()
+        self.pending = {}
+        self.pending_entries = 0
 
 
 #: glibc's M_ARENA_MAX (malloc.h)
@@ -508,6 +538,12 @@ class GroupWriter:
             return
         try:
             if self._db is not None:
+                if self.stats.pending:
+                    try:
+                        with self._db.write():
+                            self.stats.fold(self._db)
+                    except Exception as exc:  # nothing lost: the rows wait for the next fold
+                        log.warning("term counts not folded: %s", exc)
                 self._db.close()
                 self._db = None
         finally:

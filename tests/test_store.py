@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 
 from aggregator import store
@@ -98,12 +99,13 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
                     "UPDATE entries SET sig = ?, terms = ? WHERE id = ?",
                     (json.dumps(sig.to_json()), json.dumps(terms), eid),
                 )
-            db.add_term_counts(dict.fromkeys(terms, 1))
+            if key == "a":
+                db.add_term_counts(dict.fromkeys(terms, 1))
+            else:  # as a poll writes them: logged, folded in later
+                db.log_term_counts(dict.fromkeys(terms, 1))
     assert db.document_frequencies(["wheat", "karachi", "sindh", "punjab"]) == {
-        "wheat": 3,
+        "wheat": 1,
         "karachi": 1,
-        "sindh": 1,
-        "punjab": 1,
     }
     kept_keys = db.conn.execute(
         "SELECT key FROM entry_keys WHERE entry_id = (SELECT id FROM entries WHERE key = 'c')"
@@ -117,6 +119,36 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
     left = db.conn.execute("SELECT key, entry_id FROM entry_keys ORDER BY key").fetchall()
     [(kept,)] = db.conn.execute("SELECT id FROM entries").fetchall()
     assert sorted(kept_keys) == [(k,) for k, _ in left] and {e for _, e in left} == {kept}
+    db.close()
+
+
+def test_logged_term_counts_commit_with_their_transaction_and_fold_in(tmp_path: Path) -> None:
+    """Counts logged by a transaction that rolls back are gone with it; committed
+    ones survive the process that logged them (a crash before its fold) and are
+    added into the document frequencies exactly once."""
+    path = tmp_path / "a.db"
+    db = store.Store(path)
+    with db.write():
+        db.add_term_counts({"wheat": 2})
+    with db.write():
+        db.log_term_counts({"wheat": 1, "karachi": 3})
+    with pytest.raises(RuntimeError), db.write():
+        db.log_term_counts({"wheat": 100})
+        raise RuntimeError("a feed's write failed")
+    assert db.document_frequencies(["wheat", "karachi"]) == {"wheat": 2}
+    db.close()  # never folded
+
+    db = store.Store(path)
+    with db.write():
+        db.log_term_counts({"sindh": 1})
+        assert db.fold_term_counts() == 3
+    assert db.document_frequencies(["wheat", "karachi", "sindh"]) == {
+        "wheat": 3,
+        "karachi": 3,
+        "sindh": 1,
+    }
+    with db.write():
+        assert db.fold_term_counts() == 0
     db.close()
 
 
