@@ -643,7 +643,7 @@ def _store_entries(
             db.count_merge(entry.feed)
             db.touch_story(story_id, now)
             _add_to_topics(db, story_id, p.matches)
-        entry_id = db.insert_entry(entry, story_id, now, p.sig.pack(), p.terms)
+        entry_id = db.insert_entry(entry, story_id, now, p.sig.pack())
         db.add_entry_keys(entry_id, p.keys, entry.published)
         freq.add(p.terms)
         touched.add(story_id)

@@ -138,7 +138,7 @@ _SCHEMA_0001 = """
             updated TEXT NOT NULL,
             content_hash TEXT NOT NULL,
             sig TEXT,                       -- dedupe signature (JSON), cached
-            terms TEXT,                     -- dedupe terms counted in term_df (JSON)
+            terms TEXT,                     -- counted terms (old rows; new ones count sig's)
             UNIQUE (feed, key)
         );
         CREATE INDEX entries_story ON entries(story_id);
@@ -250,12 +250,16 @@ def ts(dt: datetime) -> str:
     return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def _stored_terms(text: str | None) -> list[str]:
-    """An entry's counted terms: space-separated words, or a JSON list in rows
-    stored before signatures were packed (as the schema's comment still says)."""
-    if not text:
+def _stored_terms(terms: str | None, sig: str | None) -> list[str]:
+    """The terms counted for an entry: those of its signature. Rows stored before
+    that was the rule carry them in `terms`, space-separated or as a JSON list."""
+    if terms:
+        return list(json.loads(terms)) if terms.startswith("[") else terms.split()
+    if not sig:
         return []
-    return list(json.loads(text)) if text.startswith("[") else text.split()
+    from . import dedupe  # only a prune needs it
+
+    return list(dedupe.Signature.unpack(sig).everything)
 
 
 def parse_ts(value: str | None) -> datetime | None:
@@ -663,14 +667,13 @@ class Store:
         story_id: int,
         now: datetime,
         sig: str | None = None,
-        terms: Sequence[str] = (),
     ) -> int:
-        """Store a new entry with its dedupe signature (`Signature.pack()`) and the
-        terms counted for it (space-separated, as the signature's: they are words)."""
+        """Store a new entry with its dedupe signature (`Signature.pack()`); the
+        terms counted for it are the signature's (`terms` is left empty)."""
         cur = self.conn.execute(
             "INSERT INTO entries(feed, key, story_id, guid, link, canonical_link, title, "
             "summary_html, content_html, text, author, published, first_seen, updated, "
-            "content_hash, sig, terms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "content_hash, sig) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 entry.feed,
                 entry.key,
@@ -688,7 +691,6 @@ class Store:
                 ts(now),
                 entry.content_hash,
                 sig,
-                " ".join(terms),
             ),
         )
         return int(cur.lastrowid or 0)
@@ -1037,12 +1039,12 @@ class Store:
         with self.write():
             self.fold_term_counts()  # what is subtracted below must be there to subtract
             gone = self.conn.execute(
-                "SELECT id, terms FROM entries WHERE published < ?", (cut,)
+                "SELECT terms, sig FROM entries WHERE published < ?", (cut,)
             ).fetchall()
             if gone:
                 counts: dict[str, int] = {}
-                for _, terms in gone:
-                    for t in _stored_terms(terms):
+                for terms, sig in gone:
+                    for t in _stored_terms(terms, sig):
                         counts[t] = counts.get(t, 0) + 1
                 self.conn.executemany(
                     "UPDATE term_df SET n = n - ? WHERE term = ?",

@@ -223,7 +223,7 @@ class Loader:
                 else:
                     db.count_merge(entry.feed)
                     db.touch_story(sid, seen)
-                entry_id = db.insert_entry(entry, sid, seen, p.sig.pack(), p.terms)
+                entry_id = db.insert_entry(entry, sid, seen, p.sig.pack())
                 db.add_entry_keys(entry_id, p.keys, entry.published)
                 for t in p.terms:
                     counts[t] = counts.get(t, 0) + 1

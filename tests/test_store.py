@@ -92,9 +92,9 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
             sig, keys = dedupe.analyze(title, text)
             terms = sorted(sig.everything)
             sid = db.new_story(published, now, "h")
-            eid = db.insert_entry(entry, sid, now, sig.pack(), terms)
+            eid = db.insert_entry(entry, sid, now, sig.pack())  # terms: the signature's
             db.add_entry_keys(eid, keys, published)
-            if key == "b":  # as stored before: JSON
+            if key == "b":  # as stored before: JSON, and the counted terms beside
                 db.conn.execute(
                     "UPDATE entries SET sig = ?, terms = ? WHERE id = ?",
                     (json.dumps(sig.to_json()), json.dumps(terms), eid),
