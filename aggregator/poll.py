@@ -83,15 +83,17 @@ class TermStats:
     weights: dedupe.IdfWeights
 
     def __init__(self) -> None:
-        #: counts this process logged and has not folded into term_df yet: the
-        #: store's term_df lacks them, so every read adds them
+        #: logged counts not folded into the store's term_df yet, of the terms not in
+        #: `df` (those in `df` are counted there); every read of the store adds them
         self.pending: dict[str, int] = {}
+        #: entries whose counts are logged and not folded, and since when
         self.pending_entries = 0
         self.pending_since = 0.0
         self.forget()
 
     def forget(self) -> None:
-        """Drop every cached count (the store's changed under us: a prune)."""
+        """Drop every cached count (the store's changed under us: a prune). Counts
+        not folded yet must be folded first: `df` holds some of them."""
         self.df = {}
         self.known = set()
         self.n_docs = None
@@ -101,6 +103,7 @@ class TermStats:
     def begin(self, db: store.Store) -> dedupe.IdfWeights:
         """The weights to decide with during one write transaction."""
         if len(self.df) > self.MAX_TERMS or len(self.known) > self.MAX_KNOWN:
+            self.fold(db)
             self.forget()
         now = time.monotonic()
         if self.n_docs is None or now - self.counted_at > self.RECOUNT_SECONDS:
@@ -111,25 +114,27 @@ class TermStats:
         return self.weights
 
     def load(self, db: store.Store, terms: set[str]) -> None:
-        missing = [t for t in terms if t not in self.df]
+        df = self.df
+        missing = [t for t in terms if t not in df]
         if missing:
             found = db.document_frequencies(missing)
             pending = self.pending
             for t in missing:
-                self.df[t] = found.get(t, 0) + pending.get(t, 0)
+                df[t] = found.get(t, 0) + (pending.pop(t, 0) if pending else 0)
 
     def store_counts(self, db: store.Store, added: Mapping[str, int], entries: int) -> None:
         """Log one transaction's new counts, and count them here too."""
         if not added:
             return
         db.log_term_counts(added)
-        df, pending = self.df, self.pending
-        if not pending:
+        if not self.pending_entries:
             self.pending_since = time.monotonic()
+        df, pending = self.df, self.pending
         for t, n in added.items():
-            pending[t] = pending.get(t, 0) + n
             if t in df:
                 df[t] += n
+            else:
+                pending[t] = pending.get(t, 0) + n
         self.pending_entries += entries
         if self.n_docs is not None:
             self.n_docs += entries
@@ -538,7 +543,7 @@ class GroupWriter:
             return
         try:
             if self._db is not None:
-                if self.stats.pending:
+                if self.stats.pending_entries:
                     try:
                         with self._db.write():
                             self.stats.fold(self._db)

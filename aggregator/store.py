@@ -13,6 +13,7 @@ import functools
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -235,7 +236,7 @@ def _m0006_term_count_log(db: sqlite_utils.Database) -> None:
     db.execute(
         "CREATE TABLE term_df_log ("
         "id INTEGER PRIMARY KEY, "
-        "counts TEXT NOT NULL"  # one "term count" per line
+        "counts TEXT NOT NULL"  # space-separated terms, once per entry counted
         ")"
     )
 
@@ -747,24 +748,22 @@ class Store:
         of `document_frequencies` see logged counts once they are folded in.
         """
         if counts:
-            self.conn.execute(
-                "INSERT INTO term_df_log(counts) VALUES (?)",
-                ("\n".join(f"{t} {n}" for t, n in counts.items()),),
-            )
+            # each term once per entry that holds it: terms are words, never spaces
+            text = " ".join([t for t, n in counts.items() for _ in range(n)])
+            self.conn.execute("INSERT INTO term_df_log(counts) VALUES (?)", (text,))
 
     def fold_term_counts(self) -> int:
         """Add every logged count into term_df (inside the caller's write
         transaction); returns how many terms changed."""
-        rows = self.conn.execute("SELECT id, counts FROM term_df_log").fetchall()
-        if not rows:
+        last = self._one("SELECT max(id) FROM term_df_log")
+        if last is None:
             return 0
-        total: dict[str, int] = {}
-        for _, text in rows:
-            for line in text.split("\n"):
-                term, _, n = line.rpartition(" ")
-                total[term] = total.get(term, 0) + int(n)
+        total: Counter[str] = Counter()
+        # row by row: the log of a busy minute holds tens of MB of text
+        for (text,) in self.conn.execute("SELECT counts FROM term_df_log WHERE id <= ?", (last,)):
+            total.update(text.split())
         self.add_term_counts(total)
-        self.conn.execute("DELETE FROM term_df_log WHERE id <= ?", (max(r[0] for r in rows),))
+        self.conn.execute("DELETE FROM term_df_log WHERE id <= ?", (last,))
         return len(total)
 
     def candidate_entries(
