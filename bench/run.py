@@ -170,7 +170,7 @@ def write_config(
 def child(args: list[str]) -> dict[str, Any]:
     """Run one measured phase in a fresh interpreter; it prints one JSON line. Its
     memory is sampled from here, outside it: a sampler thread inside the measured
-    process would take its GIL and its CPU (reading /proc every 10 ms)."""
+    process would take its GIL and its CPU (reading /proc at every sample)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             [PY, str(Path(__file__).resolve()), "_child", *args], stdout=out, stderr=err
@@ -259,20 +259,27 @@ def _tree_rss_kib(pid: int) -> int:
     return total
 
 
+#: how often the memory of a measured tree is sampled (`--sample-ms`). Each sample
+#: reads smaps_rollup of every process in the tree: every 10 ms that took 13 % of one
+#: core (6 s over a 1,000-feed cold poll) from a poll that needs both.
+SAMPLE_SECONDS = 0.05
+
+
 class TreeMemory:
-    """Samples the peak memory of a process tree every 10 ms, from another process:
-    a poll's memory is its own plus its parse processes', which `ru_maxrss` does not
-    add up."""
+    """Samples the peak memory of a process tree every SAMPLE_SECONDS, from another
+    process: a poll's memory is its own plus its parse processes', which `ru_maxrss`
+    does not add up."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.interval = SAMPLE_SECONDS
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(0.01):
+        while not self._stop.wait(self.interval):
             self.peak = max(self.peak, _tree_rss_kib(self.pid))
 
     def stop(self) -> int:
@@ -581,6 +588,7 @@ def bench_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global SAMPLE_SECONDS
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_child":
         run_child(argv[1:])
@@ -605,13 +613,20 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         help="ours only: [polling] parse_processes (default: the config's default)",
     )
+    ap.add_argument(
+        "--sample-ms",
+        type=float,
+        default=SAMPLE_SECONDS * 1000,
+        help="poll: how often memory is sampled (10 before 2026-11-27)",
+    )
     ap.add_argument("--seconds", type=int, default=5, help="wrk duration")
     ap.add_argument("--serve-feeds", type=int, default=200)
     ap.add_argument("--scale-feeds", type=int, nargs="+", default=[100, 300])
     args = ap.parse_args(argv)
+    SAMPLE_SECONDS = args.sample_ms / 1000
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} CPUs, "
-        f"Python {sys.version.split()[0]}"
+        f"Python {sys.version.split()[0]}, memory sampled every {args.sample_ms:g} ms"
     )
     if "poll" in args.what:
         bench_poll(args)
