@@ -20,9 +20,14 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__, poll, prepare, publish, store, topics
-from . import config as config_mod
-from .errors import AggregatorError, ConfigError, StorageError
+from aggregator import __version__
+from aggregator import config as config_mod
+from aggregator.errors import AggregatorError, ConfigError, StorageError
+from aggregator.ingest import pipeline as poll
+from aggregator.ingest import prepare
+from aggregator.match import topics
+from aggregator.publish import cache as publish
+from aggregator.storage import store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,7 +132,7 @@ def run(ctx: click.Context) -> None:
     Example:
         aggregator run
     """
-    from . import daemon
+    from aggregator import daemon
 
     sys.exit(daemon.run(_load(ctx)))
 
@@ -142,7 +147,7 @@ def serve(ctx: click.Context) -> None:
     Example:
         aggregator serve
     """
-    from . import daemon
+    from aggregator import daemon
 
     sys.exit(daemon.run(_load(ctx), poll_feeds=False))
 
@@ -403,7 +408,7 @@ def opml_import(ctx: click.Context, file: Path) -> None:
         aggregator opml import subscriptions.opml
     """
     cfg = _load(ctx)
-    from . import opml  # tomlkit and defusedxml, for these two commands only
+    from aggregator.publish import opml  # tomlkit and defusedxml, for these two commands only
 
     added = opml.import_into_config(cfg.path, file.read_bytes(), cfg)
     for name, url in added:
@@ -422,7 +427,7 @@ def opml_export(ctx: click.Context) -> None:
         aggregator opml export > feeds.opml
     """
     cfg = _load(ctx)
-    from . import opml
+    from aggregator.publish import opml
 
     sys.stdout.buffer.write(opml.export_feeds(cfg))
 

@@ -28,10 +28,14 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import metrics, poll, publish, schedule, store, web
-from .config import Config, FeedConfig
-from .models import PollResult
-from .server import Server, make_server
+from aggregator.config import Config, FeedConfig
+from aggregator.ingest import pipeline as poll
+from aggregator.ingest import schedule
+from aggregator.models import PollResult
+from aggregator.publish import cache as publish
+from aggregator.publish import metrics, web
+from aggregator.publish.server import Server, make_server
+from aggregator.storage import store
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aggregator import config, poll, store  # noqa: E402
+from aggregator import config
+from aggregator.ingest import pipeline as poll
+from aggregator.storage import store  # noqa: E402
 from tests.conftest import toml_config  # noqa: E402
 from tests.feedserver import FeedServer  # noqa: E402
 

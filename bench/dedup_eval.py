@@ -47,7 +47,8 @@ from xml.sax.saxutils import escape
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator import dedupe, models  # noqa: E402
+from aggregator import models
+from aggregator.match import dedupe  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "dedup"
 WINDOW = timedelta(hours=48)
@@ -506,7 +507,9 @@ def product_clusters(items: Sequence[Item], round_hours: float = 6.0) -> dict[st
     repo = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(repo))
     from aggregator import config as config_mod
-    from aggregator import poll, store, web
+    from aggregator.ingest import pipeline as poll
+    from aggregator.publish import web
+    from aggregator.storage import store
     from tests.conftest import toml_config
     from tests.feedserver import FeedServer
 

@@ -26,7 +26,8 @@ import feedparser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator import normalize, topics  # noqa: E402
+from aggregator.ingest import normalize
+from aggregator.match import topics  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
 SEED = REAL.parent / "seed" / "pak-russia-story.xml"

@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aggregator import config, daemon, store  # noqa: E402
+from aggregator import config, daemon
+from aggregator.storage import store  # noqa: E402
 from tests.conftest import toml_config  # noqa: E402
 from tests.feedserver import (  # noqa: E402
     FeedServer,

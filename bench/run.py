@@ -194,7 +194,10 @@ def child(args: list[str]) -> dict[str, Any]:
 
 def child_ours(config_path: str, profile: str | None) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from aggregator import config, poll, publish, store
+    from aggregator import config
+    from aggregator.ingest import pipeline as poll
+    from aggregator.publish import cache as publish
+    from aggregator.storage import store
 
     cfg = config.load(Path(config_path))
     prof = None
@@ -460,7 +463,7 @@ def bench_serve(args: argparse.Namespace) -> list[dict[str, Any]]:
             wait_for(url)
             status, headers, body = get(url)
             sys.path.insert(0, str(ROOT))
-            from aggregator.server import NAME
+            from aggregator.publish.server import NAME
 
             targets = [(f"aggregator ({NAME})", url, headers.get("ETag"))]
             if have_nginx:
@@ -531,7 +534,10 @@ def bench_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Grow a database through the real pipeline (cold polls of more and more feeds) and
     time the two per-request paths at each size."""
     sys.path.insert(0, str(ROOT))
-    from aggregator import config, poll, publish, store
+    from aggregator import config
+    from aggregator.ingest import pipeline as poll
+    from aggregator.publish import cache as publish
+    from aggregator.storage import store
 
     rows = []
     with (

@@ -66,8 +66,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from farm import NewsItem, item_xml, news_item  # noqa: E402
 from run import TOPICS, median, write_config  # noqa: E402
 
-from aggregator import config, models, normalize, parse, poll, prepare, publish, store  # noqa: E402
+from aggregator import config, models
+from aggregator.ingest import normalize, parse, prepare
+from aggregator.ingest import pipeline as poll
 from aggregator.models import PollResult  # noqa: E402
+from aggregator.publish import cache as publish
+from aggregator.storage import store  # noqa: E402
 from tests.feedserver import FeedServer  # noqa: E402
 
 #: items of a feed's document that are already stored when it is polled

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import config as config_mod
-from aggregator import web
+from aggregator.publish import web
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
 

@@ -34,8 +34,10 @@ import pytest
 import requests
 
 from aggregator import config as config_mod
-from aggregator import poll, server, store, web
+from aggregator.ingest import pipeline as poll
 from aggregator.models import PollResult
+from aggregator.publish import server, web
+from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
 

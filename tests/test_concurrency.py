@@ -27,7 +27,9 @@ import pytest
 import requests
 
 from aggregator import config as config_mod
-from aggregator import poll, server, store, web
+from aggregator.ingest import pipeline as poll
+from aggregator.publish import server, web
+from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer, send, slow
 

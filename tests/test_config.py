@@ -109,9 +109,9 @@ def line_of(text: str, needle: str) -> int:
 
 
 def has_topics_compile() -> bool:
-    if importlib.util.find_spec("aggregator.topics") is None:
+    if importlib.util.find_spec("aggregator.match.topics") is None:
         return False
-    from aggregator import topics
+    from aggregator.match import topics
 
     return callable(getattr(topics, "compile", None))
 

@@ -27,7 +27,11 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from aggregator import cli, config, daemon, poll, schedule, store, web
+from aggregator import cli, config, daemon
+from aggregator.ingest import pipeline as poll
+from aggregator.ingest import schedule
+from aggregator.publish import web
+from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import (
     FeedServer,

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from aggregator import dedupe, models, normalize, topics
+from aggregator import models
+from aggregator.ingest import normalize
+from aggregator.match import dedupe, topics
 from tests.conftest import entry as make_entry
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)

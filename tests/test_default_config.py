@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import config, normalize, parse, prepare, topics
+from aggregator import config
+from aggregator.ingest import normalize, parse, prepare
+from aggregator.match import topics
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "corpus" / "seed" / "pak-russia-story.xml"

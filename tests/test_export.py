@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from aggregator import config as config_mod
-from aggregator import publish, store, web
+from aggregator.publish import cache as publish
+from aggregator.publish import web
+from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
 

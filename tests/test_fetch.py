@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from aggregator import __version__, fetch
+from aggregator import __version__
 from aggregator.errors import FetchError
+from aggregator.ingest.http import fetch
 from aggregator.models import FeedState, Fetched
 from tests.feedserver import (
     FeedServer,

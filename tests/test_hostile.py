@@ -42,8 +42,10 @@ import pytest
 import requests
 
 from aggregator import config as config_mod
-from aggregator import fetch, store, web
-from aggregator.server import make_server
+from aggregator.ingest.http import fetch
+from aggregator.publish import web
+from aggregator.publish.server import make_server
+from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import (
     FeedServer,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from aggregator import normalize
+from aggregator.ingest import normalize
 from aggregator.models import ParsedEntry
 
 NOW = datetime(2024, 9, 10, 12, 0, tzinfo=UTC)

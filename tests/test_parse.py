@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import parse
 from aggregator.errors import ParseError
+from aggregator.ingest import parse
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
 SOURCES = CORPUS / "SOURCES.tsv"

@@ -20,8 +20,10 @@ import feedparser
 import pytest
 
 from aggregator import config as config_mod
-from aggregator import poll, prepare, store
 from aggregator.errors import ParseError
+from aggregator.ingest import pipeline as poll
+from aggregator.ingest import prepare
+from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer, redirect, slow, status
 
@@ -476,7 +478,8 @@ def test_idle_parse_processes_leave_and_come_back(monkeypatch: pytest.MonkeyPatc
 _STDIN_SCRIPT = """
 import sys, threading, time
 sys.path.insert(0, sys.argv[1])
-from aggregator import poll, prepare
+from aggregator.ingest import pipeline as poll
+from aggregator.ingest import prepare
 if sys.argv[2] == "threaded":  # as in the daemon: workers are spawned
     threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
 pool = poll.ParsePool(1)
@@ -507,7 +510,7 @@ def test_parse_processes_that_cannot_start_fall_back_to_threads(
 _FORK_SCRIPT = """
 import gc, json, os, sys, threading, time
 sys.path.insert(0, sys.argv[1])
-from aggregator import poll
+from aggregator.ingest import pipeline as poll
 
 def children():
     found = []
@@ -561,7 +564,7 @@ def test_parse_processes_are_forked_only_from_a_single_thread(tmp_path: Path) ->
 _ORPHAN_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from aggregator import poll
+from aggregator.ingest import pipeline as poll
 
 def main():
     pool = poll.ParsePool(1)

@@ -13,7 +13,9 @@ import feedparser
 import pytest
 
 from aggregator import config as config_mod
-from aggregator import poll, store, web
+from aggregator.ingest import pipeline as poll
+from aggregator.publish import web
+from aggregator.storage import store
 from tests.feedserver import FeedServer
 from tests.test_poll import feed_name
 

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from aggregator import config as config_mod
-from aggregator import metrics, poll, publish, server, store, web
+from aggregator.ingest import pipeline as poll
+from aggregator.publish import cache as publish
+from aggregator.publish import metrics, server, web
+from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer, free_port
 

@@ -32,8 +32,8 @@ import feedparser
 import listparser
 import pytest
 
-from aggregator import render
 from aggregator.models import FeedItem, Related, TopicFeed, TopicSummary
+from aggregator.publish import render
 
 BASE = "http://127.0.0.1:8080"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -395,7 +395,7 @@ def test_another_process_timezone_and_locale_give_the_same_bytes() -> None:
     script = (
         "import sys, locale\n"
         "from tests.test_render import FEED\n"
-        "from aggregator import render\n"
+        "from aggregator.publish import render\n"
         "locale.setlocale(locale.LC_ALL, '')\n"
         "out = render.atom(FEED) + render.rss(FEED) + render.json_feed(FEED)\n"
         "sys.stdout.buffer.write(out)\n"

@@ -13,11 +13,11 @@ from email.utils import format_datetime
 
 import pytest
 
-from aggregator import schedule
 from aggregator.config import FeedConfig, PollingConfig
 from aggregator.errors import FetchError, ParseError
+from aggregator.ingest import schedule
+from aggregator.ingest.schedule import Decision, Outcome, Policy
 from aggregator.models import FeedState, Fetched
-from aggregator.schedule import Decision, Outcome, Policy
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 URL = "https://outlet.example/feed"

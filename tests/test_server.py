@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import config as config_mod
-from aggregator import server, web
+from aggregator.publish import server, web
 from tests.conftest import toml_config
 
 

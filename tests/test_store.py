@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from aggregator import store
+from aggregator.storage import store
 from tests.conftest import entry as make_entry
 
 
@@ -71,7 +71,7 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
     """Rows written before signatures were packed keep their JSON term lists: a prune
     takes both kinds back out of the document frequencies, and every index key of a
     pruned entry goes while a kept entry's stay."""
-    from aggregator import dedupe
+    from aggregator.match import dedupe
 
     db = store.Store(tmp_path / "a.db")
     now = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -164,7 +164,7 @@ def test_an_up_to_date_database_is_opened_without_sqlite_utils(tmp_path: Path) -
     store.migrations().apply(sqlite_utils.Database(conn), stop_before=last)
     assert not store._up_to_date(conn)
     code = (
-        "import sys; from aggregator import store; "
+        "import sys; from aggregator.storage import store; "
         f"store.Store({str(path)!r}).close(); print('sqlite_utils' in sys.modules)"
     )
     for expected in ("True", "False"):  # applies the last one, then has no need

@@ -12,8 +12,9 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from aggregator import normalize, topics
 from aggregator.errors import QueryError
+from aggregator.ingest import normalize
+from aggregator.match import topics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REAL = SHARED / "corpus" / "real"

@@ -19,8 +19,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from aggregator import config as config_mod
-from aggregator import metrics, poll, publish, server, store, web
+from aggregator.ingest import pipeline as poll
 from aggregator.models import Entry
+from aggregator.publish import cache as publish
+from aggregator.publish import metrics, server, web
+from aggregator.storage import store
 
 Make = Callable[..., config_mod.Config]
 ROOT = Path(__file__).resolve().parents[1]

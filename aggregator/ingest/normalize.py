@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsp
 
 import snowballstemmer
 
-from . import models
+from aggregator import models
 
 #: how far after `now` a published date may lie before it counts as a lie
 FUTURE_TOLERANCE = timedelta(minutes=10)

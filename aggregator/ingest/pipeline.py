@@ -34,11 +34,14 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-from . import dedupe, fetch, parse, prepare, schedule, store, topics
-from .config import Config, FeedConfig
-from .errors import FetchError, ParseError
-from .models import Fetched, ParsedFeed, PollResult
-from .prepare import TopicMatcher, compile_topics
+from aggregator.config import Config, FeedConfig
+from aggregator.errors import FetchError, ParseError
+from aggregator.ingest import parse, prepare, schedule
+from aggregator.ingest.http import fetch
+from aggregator.ingest.prepare import TopicMatcher, compile_topics
+from aggregator.match import dedupe, topics
+from aggregator.models import Fetched, ParsedFeed, PollResult
+from aggregator.storage import store
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,9 @@ from urllib3.exceptions import (
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import connection as urllib3_connection
 
-from . import __version__
-from .errors import FetchError
-from .models import FeedState, Fetched
+from aggregator import __version__
+from aggregator.errors import FetchError
+from aggregator.models import FeedState, Fetched
 
 #: sent on every request, so outlets can see who we are and how to reach the project
 USER_AGENT = f"aggregator/{__version__} (+https://github.com/aggregator-feeds/aggregator)"

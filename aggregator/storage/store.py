@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import StorageError
-from .models import Entry, FeedItem, FeedState, Related, TopicFeed, TopicSummary
+from aggregator.errors import StorageError
+from aggregator.models import Entry, FeedItem, FeedState, Related, TopicFeed, TopicSummary
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -258,7 +258,7 @@ def _stored_terms(terms: str | None, sig: str | None) -> list[str]:
         return list(json.loads(terms)) if terms.startswith("[") else terms.split()
     if not sig:
         return []
-    from . import dedupe  # only a prune needs it
+    from aggregator.match import dedupe  # only a prune needs it
 
     return list(dedupe.Signature.unpack(sig).everything)
 

@@ -16,8 +16,8 @@ from xml.etree.ElementTree import Element, SubElement, tostring
 import tomlkit
 from defusedxml import ElementTree as SafeET
 
-from .config import Config, parse
-from .errors import ConfigError
+from aggregator.config import Config, parse
+from aggregator.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import dedupe, normalize, parse, topics
-from .config import Config
-from .models import Entry, ParsedFeed
+from aggregator.config import Config
+from aggregator.ingest import normalize, parse
+from aggregator.match import dedupe, topics
+from aggregator.models import Entry, ParsedFeed
 
 
 @dataclass(frozen=True, slots=True)

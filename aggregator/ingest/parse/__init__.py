@@ -51,8 +51,8 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from . import models
-from .errors import ParseError
+from aggregator import models
+from aggregator.errors import ParseError
 
 #: dates before or after these years are treated as missing (typos, epoch zero, 9999)
 MIN_YEAR = 1990

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from . import store
-from .config import Config
+from aggregator.config import Config
+from aggregator.storage import store
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 

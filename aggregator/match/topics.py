@@ -70,8 +70,8 @@ from dataclasses import dataclass
 
 import snowballstemmer
 
-from . import normalize
-from .errors import QueryError
+from aggregator.errors import QueryError
+from aggregator.ingest import normalize
 
 __all__ = ["Document", "Query", "clear_cache", "compile", "document", "fold", "words"]
 

@@ -17,8 +17,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import http_date, is_resource_modified
 
-from . import metrics, publish, render, store
-from .config import Config
+from aggregator.config import Config
+from aggregator.publish import cache as publish
+from aggregator.publish import metrics, render
+from aggregator.storage import store
 
 #: feed readers revalidate with a conditional GET; a minute keeps the load low
 CACHE_CONTROL = "public, max-age=60"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import store
-from .config import Config, TopicConfig
+from aggregator.config import Config, TopicConfig
+from aggregator.storage import store
 
 FORMATS = ("atom", "rss", "json")
 
@@ -44,7 +44,9 @@ def render_topic(
     db: store.Store, config: Config, topic: TopicConfig, fmt: str, limit: int | None = None
 ) -> Rendered:
     """Render one topic from the store; pure apart from the read."""
-    from . import render  # lxml, nh3 and feedgen: a poll that exports nothing never loads them
+    from aggregator.publish import (
+        render,  # lxml, nh3 and feedgen: a poll that exports nothing never loads them
+    )
 
     feed = db.topic_feed(
         topic.slug,
@@ -148,7 +150,7 @@ def export_files(db: store.Store, config: Config, cache: TopicCache | None = Non
     out = config.server.export_dir
     if out is None:
         return 0
-    from . import render
+    from aggregator.publish import render
 
     written = 0
     for topic in config.topics:

@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-from .config import FeedConfig, PollingConfig, format_duration
-from .errors import FetchError
-from .models import FeedState, Fetched
+from aggregator.config import FeedConfig, PollingConfig, format_duration
+from aggregator.errors import FetchError
+from aggregator.models import FeedState, Fetched
 
 Kind = Literal["ok", "not_modified", "error", "gone", "rate_limited"]
 Reason = Literal["interval", "auto", "backoff", "retry-after", "hint", "gone"]

@@ -889,8 +889,8 @@ def _query_compiler() -> Callable[..., Any] | None:
     engine is only needed to validate queries. A topics module that exists but fails
     to import is a bug and is allowed to raise.
     """
-    if importlib.util.find_spec("aggregator.topics") is None:
+    if importlib.util.find_spec("aggregator.match.topics") is None:
         return None
-    module = importlib.import_module("aggregator.topics")
+    module = importlib.import_module("aggregator.match.topics")
     compiler = getattr(module, "compile", None)
     return compiler if callable(compiler) else None

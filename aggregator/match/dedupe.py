@@ -78,7 +78,8 @@ from datetime import datetime, timedelta
 
 import snowballstemmer
 
-from aggregator import models, normalize
+from aggregator import models
+from aggregator.ingest import normalize
 
 #: distinct text terms (after the title's) kept in a signature: the lead of the article.
 #: 120 scores the labelled pairs exactly as 200 did (100 loses one, 80 three) and
