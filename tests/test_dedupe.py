@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from aggregator import models
-from aggregator.ingest import normalize
-from aggregator.match import dedupe, topics
+from aggregator.match import dedupe
 from tests.conftest import entry as make_entry
 
 T0 = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
@@ -238,35 +237,6 @@ def test_inflected_stopwords_are_not_terms() -> None:
         "BioWare Anthem"
     )
     assert dedupe.tokens("Anthem") == ["anthem"]
-
-
-def test_the_stem_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A daemon meets new words for weeks: the stems it keeps are emptied past their
-    limit, and a text's terms are the same with a cold cache as with a warm one."""
-    monkeypatch.setattr(dedupe, "_STEM_LIMIT", 100)
-    monkeypatch.setattr(dedupe, "_STEMS", {})
-    text = "Pakistan and Russia signed the pipelines agreement, сладких яблок"
-    before = dedupe.tokens(text)
-    largest = 0
-    for n in range(10):
-        dedupe.tokens(" ".join(f"word{n}x{i}" for i in range(40)))
-        largest = max(largest, len(dedupe._STEMS))
-    assert 40 < largest <= 100  # filled past one text, never past the limit
-    assert (
-        dedupe.tokens(text)
-        == before
-        == ["pakistan", "russia", "sign", "pipelin", "agreement", "сладк", "яблок"]
-    )
-
-
-def test_stemmers_keep_no_cache_of_their_own() -> None:
-    """Stems are cached once, in front of the stemmers: PyStemmer's own cache held
-    10,000 more words in every stemmer object (one per thread and language)."""
-    pytest.importorskip("Stemmer", reason="PyStemmer is what keeps a cache")
-    assert normalize.stemmer("english").maxCacheSize == 0
-    assert dedupe._stemmer("russian").maxCacheSize == 0
-    assert topics._stem("en", "pipelines") == "pipelin"
-    assert all(s.maxCacheSize == 0 for s in topics._local.stemmers.values())
 
 
 def test_keys_and_signature() -> None:

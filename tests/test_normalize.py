@@ -202,26 +202,6 @@ def test_clean_title(title: str, expected: str) -> None:
     assert normalize.clean_title(title) == expected
 
 
-# --- words -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("Pakistan's PM, in Moscow!", ["pakistan", "s", "pm", "in", "moscow"]),
-        ("ПАКИСТАН и Россия", ["пакистан", "и", "россия"]),
-        ("پاکستان اور روس", ["پاکستان", "اور", "روس"]),
-        ("पाकिस्तान और रूस", ["पाकिस्तान", "और", "रूस"]),  # vowel signs do not split
-        ("STRASSE Straße", ["strasse", "strasse"]),
-        ("ｆｕｌｌｗｉｄｔｈ ２０２４", ["fullwidth", "2024"]),
-        ("snake_case a-b", ["snake", "case", "a", "b"]),
-        ("", []),
-    ],
-)
-def test_words(text: str, expected: list[str]) -> None:
-    assert normalize.words(text) == expected
-
-
 # --- the whole entry -----------------------------------------------------------------
 
 

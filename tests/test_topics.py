@@ -12,6 +12,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from aggregator import text as text_core
 from aggregator.errors import QueryError
 from aggregator.ingest import normalize
 from aggregator.match import topics
@@ -209,10 +210,10 @@ def test_terms_match_whole_words_only(query: str, text: str, expected: bool) -> 
 
 
 def test_devanagari_vowel_signs_stay_inside_the_word() -> None:
-    assert topics.words(topics.fold("पाकिस्तानी सेना")) == ["पाकिस्तानी", "सेना"]
+    assert text_core.words(text_core.fold("पाकिस्तानी सेना")) == ["पाकिस्तानी", "सेना"]
     # marks beyond the BMP too (Chakma, used in Bangladesh): the same class as normalize's
     chakma = "\U00011107\U00011127\U00011108"
-    assert topics.words(topics.fold(f"{chakma} x")) == [chakma, "x"]
+    assert text_core.words(text_core.fold(f"{chakma} x")) == [chakma, "x"]
 
 
 # --- folding ---------------------------------------------------------------
@@ -264,7 +265,7 @@ FOLDS = [
 
 @pytest.mark.parametrize(("raw", "folded"), FOLDS)
 def test_fold(raw: str, folded: str) -> None:
-    assert topics.fold(raw) == folded
+    assert text_core.fold(raw) == folded
 
 
 KEPT_APART = [
@@ -277,7 +278,7 @@ KEPT_APART = [
 
 @pytest.mark.parametrize(("a", "b"), KEPT_APART)
 def test_fold_keeps_distinct_letters_apart(a: str, b: str) -> None:
-    assert topics.fold(a) != topics.fold(b)
+    assert text_core.fold(a) != text_core.fold(b)
 
 
 def test_folded_variants_match_each_other() -> None:
@@ -604,7 +605,7 @@ def test_documents_built_in_threads_agree() -> None:
         for i in range(300)
     ]
     expected = [topics.document("", t).keys for t in texts]
-    topics.clear_cache()  # make every thread stem for itself
+    text_core.clear_cache()  # make every thread stem for itself
     results: dict[int, list[tuple[str, ...]]] = {}
 
     def work(n: int) -> None:
@@ -616,23 +617,3 @@ def test_documents_built_in_threads_agree() -> None:
     for t in threads:
         t.join(timeout=60)
     assert all(results[n] == expected for n in range(8))
-
-
-def test_the_stem_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A daemon meets new words for weeks: the cache of stems is emptied when it
-    outgrows its limit, and matching is the same before and after."""
-    monkeypatch.setattr(topics, "_CACHE_LIMIT", 100)
-    topics.clear_cache()
-    query = topics.compile('"gas pipeline" AND Pakistan')
-    title = "Pakistan and Russia sign gas pipeline deal"
-    before = query.matches(topics.document(title, "", "en"))
-    largest = 0
-    for n in range(20):  # the bound holds across languages, not per language
-        body = " ".join(f"word{n}x{i}" for i in range(40))
-        topics.document(title, body, ("en", "ru", "ur", None)[n % 4])
-        largest = max(largest, sum(len(c) for c in topics._KEY_CACHE.values()))
-    # at most the limit, plus the words of the one document that crossed it
-    assert 100 < largest <= 100 + 40 + 8
-    assert query.matches(topics.document(title, "", "en")) == before
-    assert before is not None
-    topics.clear_cache()

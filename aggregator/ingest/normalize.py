@@ -12,17 +12,12 @@ The text helpers here (`html_to_text`, `clean_title`, `words`, `canonical_url`,
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import html
-import itertools
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
-
-import snowballstemmer
 
 from aggregator import models
 
@@ -275,38 +270,6 @@ def clean_title(title: str) -> str:
 # --- words ---------------------------------------------------------------------
 
 
-@functools.cache
-def mark_class() -> str:
-    """A regex class of every combining mark (Mn, Mc, Me): vowel signs and harakat.
-
-    Python's ``\\w`` has none of them, which would split Devanagari or Urdu words at
-    every vowel sign; topic matching builds its words with the same class."""
-    ranges: list[tuple[int, int]] = []
-    # Marks live in planes 0-1 and among the variation selectors of plane 14; scanning
-    # only those keeps the import fast (the full range costs a quarter second).
-    for cp in itertools.chain(range(0x20000), range(0xE0100, 0xE01F0)):
-        if unicodedata.category(chr(cp)).startswith("M"):
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    return "".join(
-        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-        for a, b in ranges
-    )
-
-
-# A word is letters and digits plus combining marks and ZWNJ/ZWJ: Python's \w has no
-# marks, so Devanagari vowel signs or Urdu harakat would otherwise split words.
-_WORD = re.compile(r"(?:[^\W_]|[" + mark_class() + r"\u200c\u200d])+")
-
-
-def words(text: str) -> list[str]:
-    """Lowercased (casefolded, NFKC) Unicode word tokens, for matching and similarity."""
-    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).casefold()
-    return [w for w in _WORD.findall(text) if w.strip("\u200c\u200d")]
-
-
 # --- the entry -----------------------------------------------------------------
 
 
@@ -409,17 +372,3 @@ def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-def stemmer(algorithm: str) -> snowballstemmer.Stemmer:
-    """A Snowball stemmer without a word cache of its own.
-
-    Topics and dedupe each keep one bounded cache of stems in front of their
-    stemmers. PyStemmer's own cache (10,000 words, about 3 MiB, in every stemmer
-    object, and there is one per thread and language) only held the same words
-    again, and it is slower than no cache on words seen once.
-    """
-    found = snowballstemmer.stemmer(algorithm)
-    if hasattr(found, "maxCacheSize"):  # PyStemmer; the pure-Python stemmer has none
-        found.maxCacheSize = 0
-    return found

@@ -8,17 +8,14 @@ store's job before `decide` is called; this module handles only near-duplicates
 
 The method, chosen by measurement (see `bench/dedup_eval.py`):
 
-1. Fold and tokenize title and text in any script we read: NFKC + casefold,
-   Russian `ё` -> `е`, Arabic-script letter variants folded for Urdu, digits of
-   every script made ASCII. Latin words go through the English Snowball stemmer
-   and Cyrillic words through the Russian one, cut to `RU_PREFIX` letters, so
-   inflected forms meet (the cut catches the adjective and participle endings
-   the stemmer keeps: pairs accuracy on Russian rose with it). Stopwords
-   (English, Russian, Urdu) are dropped before stemming; an English word is also
-   dropped when its stem is a stopword's ("getting", "reported", "updates"): the
-   inflections carry as little as the listed forms, and a young store's
-   frequencies cannot yet tell that they are common (the pairs judged with the
-   frequencies stored so far rose from 0.893 to 0.907 with it).
+1. Title and text are folded, split into words and stemmed by the text core
+   (`aggregator.text`, as topics read them): whole words in every script. Latin
+   words take the English stem and Cyrillic words the Russian one, cut to
+   `RU_PREFIX` letters, so inflected forms meet (the cut catches the adjective and
+   participle endings the stemmer keeps). Stopwords (English, Russian, Urdu) are
+   dropped before stemming; an English word is also dropped when its stem is a
+   stopword's ("getting", "reported", "updates"): a young store's frequencies
+   cannot yet tell that they are common.
 2. An entry's *signature* is two sets of terms: the title's, and the lead of its
    text (the first `LEAD_TERMS` distinct terms after the title; a summary or the
    first paragraph is where outlets state the news).
@@ -69,17 +66,14 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
-import threading
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import snowballstemmer
-
 from aggregator import models
-from aggregator.ingest import normalize
+from aggregator.text import fold, stem, words
+from aggregator.text import keys as word_keys
 
 #: distinct text terms (after the title's) kept in a signature: the lead of the article.
 #: 120 scores the labelled pairs exactly as 200 did (100 loses one, 80 three) and
@@ -159,107 +153,37 @@ _UR_STOP = frozenset(
     اپنے اپنی اپنا نہیں کوئی کچھ بعد ساتھ مطابق کہا دیا دی""".split()
 )
 
-_WORD = re.compile(r"\w+")
-_ARABIC_MARKS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
-_ARABIC_FOLD = str.maketrans(
-    {
-        "ي": "ی",
-        "ى": "ی",
-        "ې": "ی",
-        "ۍ": "ی",
-        "ے": "ی",
-        "ك": "ک",
-        "ه": "ہ",
-        "ة": "ہ",
-        "ۃ": "ہ",
-        "ھ": "ہ",
-        "أ": "ا",
-        "إ": "ا",
-        "آ": "ا",
-        "ٱ": "ا",
-        "ؤ": "و",
-        "ۓ": "ی",
-        "ئ": "ی",
-        "ё": "е",
-    }
-)
-_UR_STOP = frozenset(w.translate(_ARABIC_FOLD) for w in _UR_STOP)
-# Snowball stemmer objects keep state between calls: one pair per polling thread.
-_stemmers = threading.local()
-
-
-def _stemmer(lang: str) -> snowballstemmer.Stemmer:
-    stemmer = getattr(_stemmers, lang, None)
-    if stemmer is None:
-        stemmer = normalize.stemmer(lang)
-        setattr(_stemmers, lang, stemmer)
-    return stemmer
-
-
+# Stopword lists are written as people spell them; compare them folded, as words are.
+_EN_STOP = frozenset(map(fold, _EN_STOP))
+_RU_STOP = frozenset(map(fold, _RU_STOP))
+_UR_STOP = frozenset(map(fold, _UR_STOP))
+_STOP = _EN_STOP | _RU_STOP | _UR_STOP
 # inflected stopwords ("getting", "updates") are dropped after stemming
-_EN_STOP_STEMS = frozenset(_stemmer("english").stemWord(w) for w in _EN_STOP)
+_EN_STOP_STEMS = frozenset(stem("en", w) for w in _EN_STOP)
 
 
-_NEEDS_FOLD = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_ARABIC_FOLD)) + "]")
-
-
-def _fold(text: str) -> str:
-    """NFKC + casefold, and the letter variants that differ between keyboards and outlets.
-
-    Urdu text arrives with Arabic or Persian code points for the same letter (yeh, kaf,
-    heh) and with optional vowel marks; folding them lets two outlets' words meet.
-    """
-    if text.isascii():  # most of it: nothing below can apply
-        return text.lower()
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _ARABIC_MARKS.sub("", text)
-    # str.translate costs a dict lookup per character: only when a variant is there
-    return text.translate(_ARABIC_FOLD) if _NEEDS_FOLD.search(text) else text
-
-
-#: folded word -> term (None: no term). A plain dict emptied at _STEM_LIMIT words, as
-#: topics keeps its own: news vocabulary repeats, so most lookups hit, and a daemon
-#: that runs for weeks meets new names without end. An lru_cache kept a linked-list
-#: node per word beside the dict, a third more memory for an order we do not need.
-_STEMS: dict[str, str | None] = {}
-_STEM_LIMIT = 50_000
-
-
-def _stem(word: str) -> str | None:
-    """One folded word to its term, or None for a stopword or noise."""
-    try:
-        return _STEMS[word]
-    except KeyError:
-        pass
-    if len(_STEMS) >= _STEM_LIMIT:
-        _STEMS.clear()
-    term = _STEMS[sys.intern(word)] = _term(word)
-    return term
-
-
-def _term(word: str) -> str | None:
+def _term(word: str, key: str) -> str | None:
+    """One folded word (and its stem key from the text core) to its term, or None for
+    a stopword or noise."""
     if word.isdigit():
         # digits of any script (Arabic-Indic, Devanagari...) become ASCII; bare
         # single digits say too little to be a term
         word = "".join(str(unicodedata.digit(c)) for c in word)
         return word if len(word) > 1 else None
-    if len(word) < 2 or "_" in word:
+    if len(word) < 2 or word in _STOP:
         return None
-    if word in _EN_STOP or word in _RU_STOP or word in _UR_STOP:
-        return None
-    first = word[0]
-    if "a" <= first <= "z":
-        stem = str(_stemmer("english").stemWord(word))
+    lang, _, stem = key.partition(":")
+    if lang == "en":
         return None if stem in _EN_STOP_STEMS else stem
-    if "\u0400" <= first <= "\u04ff":
-        stem = str(_stemmer("russian").stemWord(word))[:RU_PREFIX]
+    if lang == "ru":
+        stem = stem[:RU_PREFIX]
         return stem if len(stem) > 1 else None
-    return word
+    return stem
 
 
-def tokens(text: str) -> list[str]:
-    """The terms of `text` in order, repeats kept: folded, stopwords dropped, stemmed."""
-    return list(_iter_tokens(text))
+def tokens(body: str) -> list[str]:
+    """The terms of `body` in order, repeats kept: folded, stopwords dropped, stemmed."""
+    return list(_iter_tokens(body))
 
 
 #: the lead is read from at most this much of an entry's text: LEAD_TERMS distinct
@@ -267,10 +191,13 @@ def tokens(text: str) -> list[str]:
 LEAD_CHARS = 30_000
 
 
-def _iter_tokens(text: str) -> Iterator[str]:
-    """`tokens`, lazily, so callers that want the first N distinct terms stop early."""
-    for match in _WORD.finditer(_fold(text)):
-        term = _stem(match.group())
+def _iter_tokens(body: str) -> Iterator[str]:
+    """`tokens`, lazily, so callers that want the first N distinct terms stop early.
+    Words are stemmed as in a feed of no stated language (the text core's default
+    stemmer per script): a signature must not depend on what a feed declares."""
+    ws = words(fold(body))
+    for word, key in zip(ws, word_keys(ws, None), strict=True):
+        term = _term(word, key)
         if term is not None:
             yield term
 

@@ -30,20 +30,11 @@ hyphens, apostrophes and other punctuation split words, so ``Pak-Russia`` holds 
 words ``pak`` and ``russia`` and ``Putin's`` holds ``putin``. A bare term that
 folds to several words (``Pak-Russia``) is a phrase of stemmed words.
 
-Folding (`fold`), applied to query and text alike: NFKC, casefold, Latin
-diacritics removed (é → e, ø → o), Cyrillic ё → е, Arabic-script letter variants
-unified (ي ی ى; ك ک ڪ; ه ہ ۂ ۀ ە ة ۃ, and ھ at the start of a word where it is
-written for ہ; after a consonant ھ marks aspiration in Urdu and is kept, so پھر
-and پہر stay apart), harakat and tatweel removed, Arabic-Indic and Urdu digits to
-ASCII, zero-width joiners, soft hyphens and direction marks removed.
-
-Inflection: a bare term matches by Snowball stem. Each word of the entry is
-stemmed by its script and the feed's language: Latin script uses the feed's
-language when Snowball knows it, else English; Cyrillic uses Russian; Greek uses
-Greek; Arabic script is stemmed (Arabic) only when the feed says ``ar``. Urdu and
-Persian are folded but not stemmed: the Arabic stemmer strips Arabic suffixes off
-Urdu words (پاکستان → پاکست, تعلقات → تعلقا), which conflates unrelated words and
-does nothing for Urdu inflection; list Urdu forms (پاکستان, پاکستانی) in aliases.
+Query and text are folded, split into words and stemmed by the text core
+(`aggregator.text`, whose docstring lists the folding rules), so spelling variants
+compare equal and a bare term matches by Snowball stem of the word's script and the
+feed's language. Urdu and Persian are folded but not stemmed: list Urdu forms
+(پاکستان, پاکستانی) in aliases.
 Russian Snowball reads a final -ан as a verb ending, so Пакистан and Пакистана stem
 to ``пакиста`` but Пакистаном and Пакистане to ``пакистан``; a Russian term
 therefore also matches words whose stem equals the term itself.
@@ -62,279 +53,27 @@ from __future__ import annotations
 
 import bisect
 import re
-import sys
-import threading
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import snowballstemmer
-
 from aggregator.errors import QueryError
-from aggregator.ingest import normalize
+from aggregator.text import SCRIPT_LANGS, SCRIPTS, fold, language_code, stem, stemmer_for, words
+from aggregator.text import keys as word_keys
+from aggregator.text import script as script_of
 
-__all__ = ["Document", "Query", "clear_cache", "compile", "document", "fold", "words"]
-
-# --- folding ---------------------------------------------------------------
-
-
-def _build_fold_table() -> dict[int, str | None]:
-    table: dict[int, str | None] = {}
-    # Latin letters with diacritics: strip the marks their NFD form carries.
-    for cp in [*range(0xC0, 0x250), *range(0x1E00, 0x1F00)]:
-        base = "".join(
-            c for c in unicodedata.normalize("NFD", chr(cp)) if not unicodedata.combining(c)
-        )
-        if base and base != chr(cp):
-            table[cp] = base
-    # Latin letters that carry their mark in the glyph, not as a combining char.
-    for src, dst in {
-        "ø": "o",
-        "đ": "d",
-        "ð": "d",
-        "ł": "l",
-        "ħ": "h",
-        "ı": "i",
-        "æ": "ae",
-        "œ": "oe",
-        "þ": "th",
-        "ŧ": "t",
-        "ƀ": "b",
-    }.items():
-        table[ord(src)] = dst
-    # Combining marks NFKC could not compose onto a letter (Russian stress marks,
-    # stray accents) carry no meaning for matching. NFKC has already composed
-    # й and ё, so this never breaks a Cyrillic letter.
-    for cp in range(0x0300, 0x0370):
-        table[cp] = None
-    table[ord("ё")] = "е"
-    # Arabic script: one letter per sound, the Arabic code points, so that the
-    # Arabic stemmer (used for `ar` feeds) sees the letters it knows.
-    for src in "یىۍېۑ":
-        table[ord(src)] = "ي"
-    for src in "کڪ":
-        table[ord(src)] = "ك"
-    for src in "ہۂۀەةۃ":
-        table[ord(src)] = "ه"
-    for src in "أإٱ":
-        table[ord(src)] = "ا"
-    # harakat, superscript alef, Quranic annotation marks, tatweel
-    for cp in [*range(0x064B, 0x0660), 0x0670, *range(0x06D6, 0x06DD), *range(0x06DF, 0x06E9)]:
-        table[cp] = None
-    for cp in range(0x06EA, 0x06EE):
-        table[cp] = None
-    table[0x0640] = None
-    # Arabic-Indic, Extended Arabic-Indic (Urdu/Persian) and Devanagari digits
-    for zero in (0x0660, 0x06F0, 0x0966):
-        for i in range(10):
-            table[zero + i] = str(i)
-    # Invisible characters that sit inside words: ZWNJ/ZWJ (Urdu, Persian), soft
-    # hyphen, word joiner, BOM, direction marks and embeddings.
-    for cp in (0x00AD, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x200E, 0x200F, 0x061C):
-        table[cp] = None
-    for cp in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]:
-        table[cp] = None
-    # A zero-width space separates words (Thai, Khmer, some CMS output).
-    table[0x200B] = " "
-    return table
-
-
-_FOLD_TABLE = _build_fold_table()
-# str.translate costs a dict lookup per character; most text needs none, and a
-# regex scan for the characters that do is far cheaper than translating blindly.
-_NEEDS_TABLE = re.compile("[" + "".join(re.escape(chr(cp)) for cp in sorted(_FOLD_TABLE)) + "]")
-# ھ written at the start of a word stands for ہ (Arabic keyboards); it folds to ه.
-_INITIAL_DO_CHASHMI = re.compile(r"(?<!\w)ھ")
-
-
-def fold(text: str) -> str:
-    """Fold text for matching, so that spelling variants of one word compare equal.
-
-    The query and the entry text go through the same function; anything folded
-    here can never distinguish two matches.
-    """
-    if text.isascii():
-        return text.lower()
-    text = unicodedata.normalize("NFKC", text).casefold()
-    if _NEEDS_TABLE.search(text):
-        text = text.translate(_FOLD_TABLE)
-    if "ھ" in text:
-        text = _INITIAL_DO_CHASHMI.sub("ه", text)
-    return text
-
-
-# A word: letters, digits and combining marks; "_" is replaced first, so that
-# snake_case splits like a hyphen (one character class scans faster than two).
-_WORD = re.compile(f"[\\w{normalize.mark_class()}]+")
-#: the same words in ASCII text, which has no marks: scanning with the plain class is
-#: three times faster, and most copy is English
-_ASCII_WORD = re.compile(r"\w+", re.ASCII)
-
-
-def words(folded: str) -> list[str]:
-    """Split already-folded text into words on Unicode word boundaries."""
-    if "_" in folded:
-        folded = folded.replace("_", " ")
-    return (_ASCII_WORD if folded.isascii() else _WORD).findall(folded)
-
-
-# --- stemming --------------------------------------------------------------
-
-_LATIN, _CYRILLIC, _GREEK, _ARABIC, _OTHER = "latin", "cyrillic", "greek", "arabic", "other"
-
-#: ISO 639-1 code -> (Snowball algorithm, script it stems)
-_SNOWBALL: dict[str, tuple[str, str]] = {
-    "en": ("english", _LATIN),
-    "ca": ("catalan", _LATIN),
-    "cs": ("czech", _LATIN),
-    "da": ("danish", _LATIN),
-    "de": ("german", _LATIN),
-    "es": ("spanish", _LATIN),
-    "et": ("estonian", _LATIN),
-    "eu": ("basque", _LATIN),
-    "fi": ("finnish", _LATIN),
-    "fr": ("french", _LATIN),
-    "ga": ("irish", _LATIN),
-    "hu": ("hungarian", _LATIN),
-    "id": ("indonesian", _LATIN),
-    "it": ("italian", _LATIN),
-    "lt": ("lithuanian", _LATIN),
-    "nl": ("dutch", _LATIN),
-    "no": ("norwegian", _LATIN),
-    "nb": ("norwegian", _LATIN),
-    "nn": ("norwegian", _LATIN),
-    "pl": ("polish", _LATIN),
-    "pt": ("portuguese", _LATIN),
-    "ro": ("romanian", _LATIN),
-    "sv": ("swedish", _LATIN),
-    "tr": ("turkish", _LATIN),
-    "ru": ("russian", _CYRILLIC),
-    "el": ("greek", _GREEK),
-    "ar": ("arabic", _ARABIC),
-}
-_AVAILABLE = set(snowballstemmer.algorithms())
-_SNOWBALL = {code: v for code, v in _SNOWBALL.items() if v[0] in _AVAILABLE}
-
-#: the stemmer a script gets when the feed's language does not name one for it;
-#: "" means fold only (Urdu and Persian share Arabic script but not its suffixes)
-_DEFAULT_LANG = {_LATIN: "en", _CYRILLIC: "ru", _GREEK: "el", _ARABIC: "", _OTHER: ""}
-#: languages written in Cyrillic that Russian Snowball would mangle
-_OTHER_CYRILLIC = {"uk", "be", "bg", "mk", "sr", "kk", "ky", "mn", "tg", "tt"}
-
-#: every stemmer a word of each script can get, whatever the feed's language;
-#: a query term is stemmed with all of them at compile time
-_SCRIPT_LANGS: dict[str, tuple[str, ...]] = {
-    script: tuple(
-        sorted(
-            {_DEFAULT_LANG[script], *(c for c, (_, s) in _SNOWBALL.items() if s == script)}
-            | ({""} if script == _CYRILLIC else set())
-        )
-    )
-    for script in _DEFAULT_LANG
-}
-
-
-def _script(word: str) -> str:
-    """The script of a word's first letter (digits alone are "other")."""
-    for ch in word:
-        cp = ord(ch)
-        if cp < 0x250 or 0x1E00 <= cp < 0x1F00:
-            if ch.isalpha():
-                return _LATIN
-            continue
-        if 0x400 <= cp < 0x530:
-            return _CYRILLIC
-        if 0x370 <= cp < 0x400 or 0x1F00 <= cp < 0x2000:
-            return _GREEK
-        if 0x600 <= cp < 0x700 or 0x750 <= cp < 0x780 or 0xFB50 <= cp < 0xFF00:
-            return _ARABIC
-        if ch.isalpha():
-            return _OTHER
-    return _OTHER
-
-
-def _language(hint: str | None) -> str | None:
-    """The primary subtag of a feed's language ("ru-RU" -> "ru")."""
-    if not hint:
-        return None
-    return re.split(r"[-_]", hint.strip(), maxsplit=1)[0].lower() or None
-
-
-def _lang_for(script: str, language: str | None) -> str:
-    """The stemmer for a word of `script` in a feed written in `language`."""
-    if language is not None:
-        known = _SNOWBALL.get(language)
-        if known is not None and known[1] == script:
-            return language
-        if script == _CYRILLIC and language in _OTHER_CYRILLIC:
-            return ""
-    return _DEFAULT_LANG[script]
-
-
-_local = threading.local()
-
-
-def _stem(lang: str, word: str) -> str:
-    """Stem one folded word; Snowball stemmer objects keep state, so one per thread."""
-    stemmers: dict[str, snowballstemmer.Stemmer] | None = getattr(_local, "stemmers", None)
-    if stemmers is None:
-        stemmers = _local.stemmers = {}
-    stemmer = stemmers.get(lang)
-    if stemmer is None:
-        stemmer = stemmers[lang] = normalize.stemmer(_SNOWBALL[lang][0])
-    return str(stemmer.stemWord(word))
-
-
-def _word_key(word: str, language: str | None) -> str:
-    """The key a word of an entry is indexed under: "<lang>:<stem>"."""
-    lang = _lang_for(_script(word), language)
-    return f"{lang}:{_stem(lang, word) if lang else word}"
-
-
-#: feed language -> word -> key. News vocabulary repeats heavily across entries; a
-#: plain dict looked up with map() is the cheapest cache there is (a quarter of the
-#: time to prepare the corpus's entries a second time). Emptied when it grows past
-#: _CACHE_LIMIT: a word costs the cache about 230 bytes, and a daemon that runs for
-#: weeks meets names and typos without end (500,000 words would be 110 MiB).
-_KEY_CACHE: dict[str | None, dict[str, str]] = {}
-_CACHE_LIMIT = 50_000
-
-
-def _keys(ws: Sequence[str], language: str | None) -> list[str]:
-    """The key of every word; "" for the title/text gap."""
-    if sum(map(len, _KEY_CACHE.values())) > _CACHE_LIMIT:  # one bound for all languages
-        _KEY_CACHE.clear()
-    cache = _KEY_CACHE.get(language)
-    if cache is None:
-        cache = _KEY_CACHE[language] = {"": ""}
-    keys = list(map(cache.get, ws))
-    if None in keys:
-        for i, key in enumerate(keys):
-            if key is None:
-                word = ws[i]
-                key = cache.get(word)
-                if key is None:
-                    # interned: dedupe's cache holds the same words
-                    key = cache[sys.intern(word)] = _word_key(word, language)
-                keys[i] = key
-    return keys  # type: ignore[return-value]
-
-
-def clear_cache() -> None:
-    """Forget every cached stem (for measurements of a cold start)."""
-    _KEY_CACHE.clear()
+__all__ = ["Document", "Query", "compile", "document"]
 
 
 def _term_keys(word: str) -> dict[str, tuple[str, ...]]:
     """Keys a bare query word matches, per stemmer: any stemmer an entry might use."""
     keys: dict[str, tuple[str, ...]] = {}
-    for lang in _SCRIPT_LANGS[_script(word)]:
+    for lang in SCRIPT_LANGS[script_of(word)]:
         if not lang:
             keys[lang] = (f":{word}",)
             continue
-        stem = _stem(lang, word)
+        stemmed = stem(lang, word)
         # Russian: see the module docstring (Пакистан -> пакиста, Пакистаном -> пакистан).
-        alts = (stem, word) if lang == "ru" and stem != word else (stem,)
+        alts = (stemmed, word) if lang == "ru" and stemmed != word else (stemmed,)
         keys[lang] = tuple(f"{lang}:{s}" for s in alts)
     return keys
 
@@ -410,11 +149,11 @@ def _positions(items: Iterable[str]) -> dict[str, list[int]]:
 
 def document(title: str, text: str, language: str | None = None) -> Document:
     """Index an entry for matching; `language` is the feed's language hint, if any."""
-    lang = _language(language)
+    lang = language_code(language)
     ws = words(fold(title))
     ws.append("")
     ws.extend(words(fold(text)))
-    return Document(ws, _keys(ws, lang), lang)
+    return Document(ws, word_keys(ws, lang), lang)
 
 
 # --- the compiled query ----------------------------------------------------
@@ -442,7 +181,7 @@ class _Stem:
         """The keys an entry in `language` can hold for this word: usually one."""
         keys = self._by_language.get(language)
         if keys is None:
-            langs = {_lang_for(script, language) for script in _DEFAULT_LANG}
+            langs = {stemmer_for(script, language) for script in SCRIPTS}
             keys = tuple(k for lang in sorted(langs) for k in self.keys.get(lang, ()))
             self._by_language[language] = keys
         return keys
