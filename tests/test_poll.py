@@ -22,7 +22,8 @@ import pytest
 from aggregator import config as config_mod
 from aggregator.errors import ParseError
 from aggregator.ingest import pipeline as poll
-from aggregator.ingest import prepare
+from aggregator.ingest import prepare, workers
+from aggregator.match import termstats
 from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer, redirect, slow, status
@@ -427,7 +428,7 @@ def _die(*args: object) -> None:
     os._exit(3)
 
 
-def _parse_one(pool: poll.ParsePool, title: str) -> list[str]:
+def _parse_one(pool: workers.ParsePool, title: str) -> list[str]:
     parsed, prepared = pool.run(
         prepare.parse_and_prepare,
         rss(item("g1", title)).encode(),
@@ -444,7 +445,7 @@ def _parse_one(pool: poll.ParsePool, title: str) -> list[str]:
 
 
 def test_a_dying_parse_process_costs_one_feed_an_error() -> None:
-    pool = poll.ParsePool(1)
+    pool = workers.ParsePool(1)
     try:
         assert _parse_one(pool, "Wheat talks in Moscow") == ["Wheat talks in Moscow"]
         with pytest.raises(ParseError, match="parse process died"):
@@ -457,14 +458,14 @@ def test_a_dying_parse_process_costs_one_feed_an_error() -> None:
 
 
 def test_idle_parse_processes_leave_and_come_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    pool = poll.ParsePool(1)
+    pool = workers.ParsePool(1)
     try:
         assert pool.run(os.getpid) != os.getpid()  # in a parse process
         first = pool._pool
         assert first is not None
         assert pool.run(os.getpid, inline=True) == os.getpid()
         assert pool._pool is first  # used a moment ago: kept
-        monkeypatch.setattr(poll.ParsePool, "IDLE_SECONDS", 0.0)
+        monkeypatch.setattr(workers.ParsePool, "IDLE_SECONDS", 0.0)
         assert pool.run(os.getpid, inline=True) == os.getpid()
         assert pool._pool is None  # idle past IDLE_SECONDS: let go
         assert pool.run(os.getpid) != os.getpid()  # and back for the next big feed
@@ -478,11 +479,11 @@ def test_idle_parse_processes_leave_and_come_back(monkeypatch: pytest.MonkeyPatc
 _STDIN_SCRIPT = """
 import sys, threading, time
 sys.path.insert(0, sys.argv[1])
-from aggregator.ingest import pipeline as poll
+from aggregator.ingest import workers
 from aggregator.ingest import prepare
 if sys.argv[2] == "threaded":  # as in the daemon: workers are spawned
     threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
-pool = poll.ParsePool(1)
+pool = workers.ParsePool(1)
 print(pool.run(sum, [1, 2, 3]), pool.processes)
 pool.close()
 """
@@ -510,7 +511,7 @@ def test_parse_processes_that_cannot_start_fall_back_to_threads(
 _FORK_SCRIPT = """
 import gc, json, os, sys, threading, time
 sys.path.insert(0, sys.argv[1])
-from aggregator.ingest import pipeline as poll
+from aggregator.ingest import workers
 
 def children():
     found = []
@@ -522,14 +523,14 @@ def children():
 
 def main():
     report = {"me": open("/proc/self/cmdline", "rb").read().replace(b"\\0", b" ").decode()}
-    pool = poll.ParsePool(1)
+    pool = workers.ParsePool(1)
     pool.start()
     report["forked"] = children()
     report["frozen"] = gc.get_freeze_count() > 0
     pool.close()
     report["thawed"] = gc.get_freeze_count() == 0
     threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
-    pool = poll.ParsePool(1)
+    pool = workers.ParsePool(1)
     pool.start()
     report["spawned"] = children()
     pool.close()
@@ -564,10 +565,10 @@ def test_parse_processes_are_forked_only_from_a_single_thread(tmp_path: Path) ->
 _ORPHAN_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from aggregator.ingest import pipeline as poll
+from aggregator.ingest import workers
 
 def main():
-    pool = poll.ParsePool(1)
+    pool = workers.ParsePool(1)
     print(pool.run(os.getpid), flush=True)  # the worker's pid
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -597,7 +598,7 @@ def test_logged_term_counts_are_read_before_they_are_folded(tmp_path: Path) -> N
     adds them to what it reads, until a fold (or a start over) writes them in."""
     db = store.Store(tmp_path / "a.db")
     try:
-        stats = poll.TermStats()
+        stats = termstats.TermStats()
         with db.write():
             stats.begin(db)
             stats.load(db, {"wheat"})
@@ -623,7 +624,7 @@ def test_term_counts_start_over_past_their_cap(tmp_path: Path) -> None:
     dropped and read again from the store as needed."""
     db = store.Store(tmp_path / "a.db")
     try:
-        stats = poll.TermStats()
+        stats = termstats.TermStats()
         stats.MAX_TERMS = 3
         with db.write():
             stats.begin(db)

@@ -1,7 +1,7 @@
 """The pure, CPU-bound half of a poll: parse -> normalize -> what topics and dedupe
 need of each new entry (topic matches, dedupe signature and index keys).
 
-It runs in parse processes (`poll.ParsePool`), so it imports only the stages it
+It runs in parse processes (`workers.ParsePool`), so it imports only the stages it
 strings together, never the network or the database: a worker stays small and
 starts fast. Everything here is a pure function of its arguments.
 """

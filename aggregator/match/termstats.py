@@ -1,0 +1,175 @@
+"""Dedupe's document frequencies, kept in memory for a poller's life.
+
+Read from the store once per term and counted here as entries are stored, so the
+candidate scoring of each new entry needs no query of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from aggregator.match import dedupe
+from aggregator.storage import store
+
+
+class TermStats:
+    """Document frequencies and IDF weights for dedupe, kept for the poller's life.
+
+    Each term is read from the store once, then counted in memory as this process
+    stores entries: reading the counts of a candidate's 200 terms for every new
+    entry was a third of a cold poll. Every method runs inside a write transaction,
+    so the store's writer lock serializes them. New counts are logged with their
+    entries and folded into the store's term_df about once a minute (see
+    `Store.log_term_counts`). Another process writing meanwhile (a cron
+    `aggregator poll` beside the daemon) makes these counts lag a little, or count
+    our logged terms twice once it folds them: either only nudges weights, never
+    the stored counts; `forget` starts over (after a prune).
+    """
+
+    #: re-weigh every term once the number of stored entries moved by this share
+    REWEIGH = 0.1
+    #: re-read the number of stored entries this often (it counts another process's)
+    RECOUNT_SECONDS = 300.0
+    #: start over past this many cached terms or known entries, so a long-running
+    #: daemon stays small (each is a few tens of MiB at most)
+    MAX_TERMS = 200_000
+    MAX_KNOWN = 200_000
+    #: fold the logged counts into the store's term_df after this many entries or
+    #: seconds (and when the writer closes); `pending` holds their counts until then,
+    #: so a daemon keeps a minute's worth at most
+    FOLD_ENTRIES = 20_000
+    FOLD_SECONDS = 60.0
+
+    df: dict[str, int]
+    #: stored entries whose terms are all in `df` already
+    known: set[int]
+    n_docs: int | None
+    counted_at: float
+    weights: dedupe.IdfWeights
+
+    def __init__(self) -> None:
+        #: logged counts not folded into the store's term_df yet, of the terms not in
+        #: `df` (those in `df` are counted there); every read of the store adds them
+        self.pending: dict[str, int] = {}
+        #: entries whose counts are logged and not folded, and since when
+        self.pending_entries = 0
+        self.pending_since = 0.0
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop every cached count (the store's changed under us: a prune). Counts
+        not folded yet must be folded first: `df` holds some of them."""
+        self.df = {}
+        self.known = set()
+        self.n_docs = None
+        self.counted_at = 0.0
+        self.weights = dedupe.IdfWeights(self.df, 0)
+
+    def begin(self, db: store.Store) -> dedupe.IdfWeights:
+        """The weights to decide with during one write transaction."""
+        if len(self.df) > self.MAX_TERMS or len(self.known) > self.MAX_KNOWN:
+            self.fold(db)
+            self.forget()
+        now = time.monotonic()
+        if self.n_docs is None or now - self.counted_at > self.RECOUNT_SECONDS:
+            self.n_docs, self.counted_at = db.entry_count(), now
+        w = self.weights
+        if abs(self.n_docs - w.n_docs) > self.REWEIGH * max(w.n_docs, 1):
+            self.weights = dedupe.IdfWeights(self.df, self.n_docs)
+        return self.weights
+
+    def load(self, db: store.Store, terms: set[str]) -> None:
+        df = self.df
+        missing = [t for t in terms if t not in df]
+        if missing:
+            found = db.document_frequencies(missing)
+            pending = self.pending
+            for t in missing:
+                df[t] = found.get(t, 0) + (pending.pop(t, 0) if pending else 0)
+
+    def store_counts(self, db: store.Store, added: Mapping[str, int], entries: int) -> None:
+        """Log one transaction's new counts, and count them here too."""
+        if not added:
+            return
+        db.log_term_counts(added)
+        if not self.pending_entries:
+            self.pending_since = time.monotonic()
+        df, pending = self.df, self.pending
+        for t, n in added.items():
+            if t in df:
+                df[t] += n
+            else:
+                pending[t] = pending.get(t, 0) + n
+        self.pending_entries += entries
+        if self.n_docs is not None:
+            self.n_docs += entries
+        self.weights.forget(added)
+        if (
+            self.pending_entries >= self.FOLD_ENTRIES
+            or time.monotonic() - self.pending_since >= self.FOLD_SECONDS
+        ):
+            self.fold(db)
+
+    def fold_pending(self, db: store.Store) -> None:
+        """Fold the logged counts if there are any (as the writer closes)."""
+        if self.pending_entries:
+            self.fold(db)
+
+    def fold(self, db: store.Store) -> None:
+        """Add the logged counts into term_df (inside a write transaction)."""
+        db.fold_term_counts()
+        self.pending = {}
+        self.pending_entries = 0
+
+
+class Transaction:
+    """What one write transaction decides with: the weights, stored signatures
+    decoded once, and the term counts its feeds add (written once, at the end)."""
+
+    def __init__(self, db: store.Store, stats: TermStats) -> None:
+        self.db = db
+        self.stats = stats
+        self.weights = stats.begin(db)
+        self.added: dict[str, int] = {}
+        self.entries = 0
+        self.sigs: dict[int, dedupe.Signature] = {}
+        self._job_added: dict[str, int] = {}
+        self._job_entries = 0
+
+    def load(self, terms: set[str]) -> None:
+        self.stats.load(self.db, terms)
+
+    def add(self, terms: Sequence[str]) -> None:
+        self._job_entries += 1
+        added = self._job_added
+        for t in terms:
+            added[t] = added.get(t, 0) + 1
+
+    def end_job(self, ok: bool) -> None:
+        """Keep one feed's counts, or drop them with its rolled-back writes."""
+        if ok:
+            for t, n in self._job_added.items():
+                self.added[t] = self.added.get(t, 0) + n
+            self.entries += self._job_entries
+        self._job_added = {}
+        self._job_entries = 0
+
+    def counts(self, terms: Iterable[str]) -> dict[str, int]:
+        """Stored entries holding each term, this transaction's own included (their
+        counts are written at its end)."""
+        self.load(set(terms))
+        df, added, job = self.stats.df, self.added, self._job_added
+        return {t: df[t] + added.get(t, 0) + job.get(t, 0) for t in terms}
+
+    def signature(self, entry_id: int, stored: str | None) -> dedupe.Signature | None:
+        """A stored entry's signature, decoded once per transaction."""
+        if not stored:
+            return None
+        sig = self.sigs.get(entry_id)
+        if sig is None:
+            sig = self.sigs[entry_id] = dedupe.Signature.unpack(stored)
+        return sig
+
+    def flush(self) -> None:
+        self.stats.store_counts(self.db, self.added, self.entries)
