@@ -208,12 +208,12 @@ def test_paths_resolve_against_the_config_folder_not_the_cwd(
 def test_feed_interval_rule(tmp_path: Path) -> None:
     config = cfg.parse(FULL, tmp_path / "a.toml")
     dawn, tass, archive = config.feeds
-    assert cfg.feed_interval(config, dawn) == timedelta(minutes=10)
-    assert cfg.feed_interval(config, tass) is None
-    assert cfg.feed_interval(config, archive) == timedelta(minutes=15)
+    assert cfg.feed_interval(dawn, config.polling) == timedelta(minutes=10)
+    assert cfg.feed_interval(tass, config.polling) is None
+    assert cfg.feed_interval(archive, config.polling) == timedelta(minutes=15)
     auto = cfg.parse('[polling]\ninterval = "auto"\n' + BASE, tmp_path / "a.toml")
     assert auto.polling.interval is None
-    assert cfg.feed_interval(auto, auto.feeds[0]) is None
+    assert cfg.feed_interval(auto.feeds[0], auto.polling) is None
 
 
 def test_topic_feed_list_keeps_order_and_drops_repeats(tmp_path: Path) -> None:

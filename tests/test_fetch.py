@@ -25,7 +25,7 @@ import requests
 
 from aggregator import __version__
 from aggregator.errors import FetchError
-from aggregator.ingest.http import fetch
+from aggregator.ingest.http import fetch, guard, limiter
 from aggregator.models import FeedState, Fetched
 from tests.feedserver import (
     FeedServer,
@@ -119,12 +119,12 @@ def fails(session: fetch.Session, url: str, **kwargs: object) -> FetchError:
     ],
 )
 def test_address_class(address: str, expected: str) -> None:
-    assert fetch.address_class(address) == expected
+    assert guard.address_class(address) == expected
 
 
 def test_address_class_rejects_names() -> None:
     with pytest.raises(ValueError):
-        fetch.address_class("example.com")
+        guard.address_class("example.com")
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_address_class_rejects_names() -> None:
     ],
 )
 def test_is_explicit_host(host: str, expected: bool) -> None:
-    assert fetch.is_explicit_host(host) is expected
+    assert guard.is_explicit_host(host) is expected
 
 
 P, PR, LO, LL, RS = "public", "private", "loopback", "link-local", "reserved"
@@ -168,7 +168,7 @@ P, PR, LO, LL, RS = "public", "private", "loopback", "link-local", "reserved"
 def test_permitted_classes(
     previous: str | None, explicit: bool, allow_private: bool, expected: set[str]
 ) -> None:
-    got = fetch.permitted_classes(previous, explicit=explicit, allow_private=allow_private)
+    got = guard.permitted_classes(previous, explicit=explicit, allow_private=allow_private)
     assert got == expected
 
 
@@ -190,7 +190,7 @@ def test_permitted_classes(
     ],
 )
 def test_redirect_policy_by_class(previous: str, target: str, refused: bool) -> None:
-    permitted = fetch.permitted_classes(previous, explicit=False, allow_private=False)
+    permitted = guard.permitted_classes(previous, explicit=False, allow_private=False)
     assert (target not in permitted) is refused
 
 
@@ -219,7 +219,7 @@ def test_request_headers() -> None:
     ],
 )
 def test_host_key(url: str, key: str) -> None:
-    assert fetch.host_key(url) == key
+    assert limiter.host_key(url) == key
 
 
 def test_user_agent_names_the_project() -> None:
@@ -445,7 +445,7 @@ def test_endless_body_hits_the_cap(feed_server: FeedServer, session: fetch.Sessi
     feed_server.route("/endless", endless())
     started = time.monotonic()
     error = fails(session, feed_server.url("/endless"), max_body=MiB)
-    assert error.message == "body exceeds 1 MiB cap"
+    assert error.message == "body exceeds 1MiB cap"
     assert time.monotonic() - started < BOUND
 
 
@@ -454,7 +454,7 @@ def test_content_length_over_cap_refused_before_reading(
 ) -> None:
     feed_server.route("/big", content(b"x" * 5000))
     error = fails(session, feed_server.url("/big"), max_body=4096)
-    assert error.message == "body exceeds 4 KiB cap (Content-Length 5000)"
+    assert error.message == "body exceeds 4KiB cap (Content-Length 5000)"
 
 
 def test_body_exactly_at_cap_is_fine(feed_server: FeedServer, session: fetch.Session) -> None:
@@ -482,7 +482,7 @@ def test_gzip_bomb_refused_without_inflating_it(
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert error.message == "body exceeds 1 MiB cap once decompressed"
+    assert error.message == "body exceeds 1MiB cap once decompressed"
     # The compressed bomb is ~64 KiB; holding it inflated would take 64 MiB.
     assert peak < 8 * MiB
 
@@ -660,7 +660,7 @@ def _loopback_name() -> str:
         addresses = {a[4][0] for a in socket.getaddrinfo(name, 80, type=socket.SOCK_STREAM)}
     except OSError:
         addresses = set()
-    if addresses != {"127.0.0.1"} or fetch.is_explicit_host(name):
+    if addresses != {"127.0.0.1"} or guard.is_explicit_host(name):
         pytest.skip(f"host name {name!r} does not resolve to 127.0.0.1 alone here")
     return name
 
@@ -734,7 +734,7 @@ def test_file_url_over_cap_missing_and_not_a_file(tmp_path: Path, session: fetch
     big = tmp_path / "big.xml"
     big.write_bytes(b"x" * 5000)
     assert fails(session, big.as_uri(), max_body=4096).message == (
-        "body exceeds 4 KiB cap (5000 bytes)"
+        "body exceeds 4KiB cap (5000 bytes)"
     )
     missing = tmp_path / "missing.xml"
     assert fails(session, missing.as_uri()).message == f"no such file: {missing}"
@@ -766,14 +766,14 @@ def test_real_corpus_served_and_revalidated(
 
 
 def test_host_limiter_caps_concurrency_per_host() -> None:
-    limiter = fetch.HostLimiter(2)
+    hosts = limiter.HostLimiter(2)
     lock = threading.Lock()
     inside: dict[str, int] = {}
     peak: dict[str, int] = {}
 
     def work(url: str) -> None:
-        key = fetch.host_key(url)
-        with limiter.slot(url):
+        key = limiter.host_key(url)
+        with hosts.slot(url):
             with lock:
                 inside[key] = inside.get(key, 0) + 1
                 peak[key] = max(peak.get(key, 0), inside[key])
@@ -789,43 +789,43 @@ def test_host_limiter_caps_concurrency_per_host() -> None:
         t.join(BOUND)
     assert not any(t.is_alive() for t in threads)
     assert peak["a.example:80"] <= 2 and peak["b.example:80"] <= 2
-    assert limiter.in_flight("http://a.example/") == 0
+    assert hosts.in_flight("http://a.example/") == 0
 
 
 def test_host_limiter_blocks_the_third_until_one_leaves() -> None:
-    limiter = fetch.HostLimiter(2)
+    hosts = limiter.HostLimiter(2)
     entered = threading.Event()
 
     def third() -> None:
-        with limiter.slot("http://a.example/3"):
+        with hosts.slot("http://a.example/3"):
             entered.set()
 
-    with limiter.slot("http://a.example/1"), limiter.slot("http://a.example/2"):
-        with limiter.slot("http://other.example/"), limiter.slot("http://a.example:8080/"):
+    with hosts.slot("http://a.example/1"), hosts.slot("http://a.example/2"):
+        with hosts.slot("http://other.example/"), hosts.slot("http://a.example:8080/"):
             pass  # other hosts and ports are not held up
         waiter = threading.Thread(target=third)
         waiter.start()
         assert not entered.wait(0.2)
-        assert limiter.in_flight("http://a.example/") == 2
+        assert hosts.in_flight("http://a.example/") == 2
     assert entered.wait(BOUND)
     waiter.join(BOUND)
 
 
 def test_host_limiter_rejects_zero() -> None:
     with pytest.raises(ValueError):
-        fetch.HostLimiter(0)
+        limiter.HostLimiter(0)
 
 
 def test_host_limiter_against_the_server(feed_server: FeedServer) -> None:
     feed_server.route("/slow", slow(0.1, RSS))
-    limiter = fetch.HostLimiter(2)
+    hosts = limiter.HostLimiter(2)
     session = fetch.make_session(8)
     errors: list[BaseException] = []
 
     def poll() -> None:
         url = feed_server.url("/slow")
         try:
-            with limiter.slot(url):
+            with hosts.slot(url):
                 get(session, url)
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)

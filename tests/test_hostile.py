@@ -42,7 +42,7 @@ import pytest
 import requests
 
 from aggregator import config as config_mod
-from aggregator.ingest.http import fetch
+from aggregator.ingest.http import guard
 from aggregator.publish import web
 from aggregator.publish.server import make_server
 from aggregator.storage import store
@@ -446,14 +446,14 @@ def attacks() -> list[Attack]:
         Attack("external entity", "/parameter-entity", r"refused: DOCTYPE declares parameter"),
         Attack("external entity", "/external-dtd", None, check=_check_no_canary_text),
         Attack("external entity", "/xinclude", None, check=_check_no_canary_text),
-        Attack("gzip bomb", "/gzip-bomb", r"body exceeds 1 MiB cap once decompressed"),
-        Attack("gzip bomb", "/deflate-bomb", r"body exceeds 1 MiB cap once decompressed"),
-        Attack("gzip bomb", "/nested-gzip-bomb", r"body exceeds 1 MiB cap once decompressed"),
-        Attack("gzip bomb", "/x-gzip-bomb", r"body exceeds 1 MiB cap once decompressed"),
+        Attack("gzip bomb", "/gzip-bomb", r"body exceeds 1MiB cap once decompressed"),
+        Attack("gzip bomb", "/deflate-bomb", r"body exceeds 1MiB cap once decompressed"),
+        Attack("gzip bomb", "/nested-gzip-bomb", r"body exceeds 1MiB cap once decompressed"),
+        Attack("gzip bomb", "/x-gzip-bomb", r"body exceeds 1MiB cap once decompressed"),
         Attack("gzip bomb", "/brotli", r"unsupported Content-Encoding"),
         Attack("gzip bomb", "/corrupt-gzip", r"bad gzip body"),
-        Attack("huge body", "/endless", r"body exceeds 1 MiB cap"),
-        Attack("huge body", "/huge-declared", r"body exceeds 1 MiB cap \(Content-Length"),
+        Attack("huge body", "/endless", r"body exceeds 1MiB cap"),
+        Attack("huge body", "/huge-declared", r"body exceeds 1MiB cap \(Content-Length"),
         Attack("huge body", "/lying-length", r"connection closed mid-body"),
         Attack("huge body", "/close-mid-body", r"connection closed mid-body"),
         Attack("trickle", "/trickle-headers", r"timed out"),
@@ -563,7 +563,7 @@ def _named_host_url(server: FeedServer) -> str:
         }
     except OSError:
         addresses = set()
-    if fetch.is_explicit_host(name) or addresses != {"127.0.0.1"}:
+    if guard.is_explicit_host(name) or addresses != {"127.0.0.1"}:
         pytest.skip(f"this host's name {name!r} does not resolve to 127.0.0.1 alone")
     return f"http://{name}:{server.port}/good-elsewhere"
 
@@ -873,51 +873,51 @@ def test_every_attack_in_one_poll(hostile: Hostile, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("address", "kind"),
     [
-        ("93.184.216.34", fetch.PUBLIC),
-        ("2606:4700::1111", fetch.PUBLIC),
-        ("127.0.0.1", fetch.LOOPBACK),
-        ("127.255.255.254", fetch.LOOPBACK),
-        ("::1", fetch.LOOPBACK),
-        ("::ffff:127.0.0.1", fetch.LOOPBACK),
-        ("169.254.169.254", fetch.LINK_LOCAL),
-        ("fe80::1%eth0", fetch.LINK_LOCAL),
-        ("::ffff:169.254.169.254", fetch.LINK_LOCAL),
-        ("64:ff9b::a9fe:a9fe", fetch.LINK_LOCAL),
-        ("2002:a9fe:a9fe::1", fetch.LINK_LOCAL),
-        ("10.1.2.3", fetch.PRIVATE),
-        ("172.16.0.1", fetch.PRIVATE),
-        ("192.168.1.1", fetch.PRIVATE),
-        ("100.64.0.1", fetch.PRIVATE),
-        ("fd00::1", fetch.PRIVATE),
-        ("0.0.0.0", fetch.RESERVED),
-        ("::", fetch.RESERVED),
-        ("224.0.0.1", fetch.RESERVED),
-        ("240.0.0.1", fetch.RESERVED),
-        ("255.255.255.255", fetch.RESERVED),
-        ("192.0.2.1", fetch.RESERVED),
+        ("93.184.216.34", guard.PUBLIC),
+        ("2606:4700::1111", guard.PUBLIC),
+        ("127.0.0.1", guard.LOOPBACK),
+        ("127.255.255.254", guard.LOOPBACK),
+        ("::1", guard.LOOPBACK),
+        ("::ffff:127.0.0.1", guard.LOOPBACK),
+        ("169.254.169.254", guard.LINK_LOCAL),
+        ("fe80::1%eth0", guard.LINK_LOCAL),
+        ("::ffff:169.254.169.254", guard.LINK_LOCAL),
+        ("64:ff9b::a9fe:a9fe", guard.LINK_LOCAL),
+        ("2002:a9fe:a9fe::1", guard.LINK_LOCAL),
+        ("10.1.2.3", guard.PRIVATE),
+        ("172.16.0.1", guard.PRIVATE),
+        ("192.168.1.1", guard.PRIVATE),
+        ("100.64.0.1", guard.PRIVATE),
+        ("fd00::1", guard.PRIVATE),
+        ("0.0.0.0", guard.RESERVED),
+        ("::", guard.RESERVED),
+        ("224.0.0.1", guard.RESERVED),
+        ("240.0.0.1", guard.RESERVED),
+        ("255.255.255.255", guard.RESERVED),
+        ("192.0.2.1", guard.RESERVED),
     ],
 )
 def test_address_class(address: str, kind: str) -> None:
-    assert fetch.address_class(address) == kind
+    assert guard.address_class(address) == kind
 
 
 @pytest.mark.parametrize(
-    "target", [fetch.PRIVATE, fetch.LOOPBACK, fetch.LINK_LOCAL, fetch.RESERVED]
+    "target", [guard.PRIVATE, guard.LOOPBACK, guard.LINK_LOCAL, guard.RESERVED]
 )
 def test_public_feed_may_not_redirect_into_a_non_public_class(target: str) -> None:
     """From a public host (named, not a literal IP), only public addresses, hop after hop;
     allow_private lifts it."""
-    first = fetch.permitted_classes(None, explicit=False, allow_private=False)
-    after_public = fetch.permitted_classes(fetch.PUBLIC, explicit=False, allow_private=False)
+    first = guard.permitted_classes(None, explicit=False, allow_private=False)
+    after_public = guard.permitted_classes(guard.PUBLIC, explicit=False, allow_private=False)
     assert target not in first and target not in after_public
-    assert fetch.PUBLIC in first and fetch.PUBLIC in after_public
-    assert target in fetch.permitted_classes(fetch.PUBLIC, explicit=False, allow_private=True)
+    assert guard.PUBLIC in first and guard.PUBLIC in after_public
+    assert target in guard.permitted_classes(guard.PUBLIC, explicit=False, allow_private=True)
 
 
 def test_link_local_is_never_reached_by_redirect_even_from_a_private_feed() -> None:
-    for previous in (fetch.PRIVATE, fetch.LOOPBACK):
-        permitted = fetch.permitted_classes(previous, explicit=True, allow_private=False)
-        assert fetch.LINK_LOCAL not in permitted and fetch.RESERVED not in permitted
+    for previous in (guard.PRIVATE, guard.LOOPBACK):
+        permitted = guard.permitted_classes(previous, explicit=True, allow_private=False)
+        assert guard.LINK_LOCAL not in permitted and guard.RESERVED not in permitted
 
 
 # -- nothing passes through: markup in every field, every output ------------------------------

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from aggregator.config import Config, FeedConfig
 from aggregator.errors import FetchError, ParseError
 from aggregator.ingest import parse, prepare, schedule
-from aggregator.ingest.http import fetch
+from aggregator.ingest.http import fetch, limiter
 from aggregator.ingest.memory import tune_malloc
 from aggregator.ingest.prepare import TopicMatcher, compile_topics
 from aggregator.ingest.workers import ParsePool
@@ -50,7 +50,7 @@ class Poller:
 
     config: Config
     session: fetch.Session = field(init=False)
-    limiter: fetch.HostLimiter = field(init=False)
+    limiter: limiter.HostLimiter = field(init=False)
     matchers: list[TopicMatcher] = field(init=False)
     host: str = field(init=False)
     rng: random.Random = field(default_factory=random.Random)
@@ -68,7 +68,7 @@ class Poller:
         tune_malloc()
         polling = self.config.polling
         self.session = fetch.make_session(polling.concurrency)
-        self.limiter = fetch.HostLimiter(polling.per_host)
+        self.limiter = limiter.HostLimiter(polling.per_host)
         self.matchers = compile_topics(self.config)
         self.writer = GroupWriter(
             self.config.database.path,

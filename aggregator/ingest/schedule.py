@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-from aggregator.config import FeedConfig, PollingConfig, format_duration
+from aggregator.config import FeedConfig, PollingConfig, feed_interval, format_duration
 from aggregator.errors import FetchError
 from aggregator.models import FeedState, Fetched
 
@@ -96,14 +96,8 @@ class Policy:
     @classmethod
     def for_feed(cls, feed: FeedConfig, polling: PollingConfig) -> Policy:
         """Resolve a feed's policy: its own interval or "auto", else the `[polling]` default."""
-        if feed.auto:
-            interval = None
-        elif feed.interval is not None:
-            interval = feed.interval
-        else:
-            interval = polling.interval
         return cls(
-            interval=interval,
+            interval=feed_interval(feed, polling),
             min_interval=polling.min_interval,
             max_interval=polling.max_interval,
         )
