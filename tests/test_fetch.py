@@ -337,7 +337,6 @@ def test_keep_alive_reuses_one_connection(feed_server: FeedServer, session: fetc
     [
         (404, "HTTP 404 Not Found"),
         (500, "HTTP 500 Internal Server Error"),
-        (403, "HTTP 403 Forbidden"),
         (410, "HTTP 410 Gone"),
         (204, "HTTP 204 No Content"),
     ],
@@ -351,6 +350,28 @@ def test_http_errors_carry_status(
     assert error.message == message
     assert error.url == feed_server.url("/x")
     assert error.retry_after is None  # only 429 and 503 pass it on
+
+
+def test_403_says_the_outlet_refused_and_what_to_do(
+    feed_server: FeedServer, session: fetch.Session
+) -> None:
+    feed_server.route("/x", status(403))
+    error = fails(session, feed_server.url("/x"))
+    assert error.status == 403
+    assert error.message.startswith("refused by the outlet (403); ")
+    assert "browser" in error.message and "remove the feed" in error.message
+    # the request itself stayed honest: our own User-Agent, not a browser's
+    [request] = feed_server.requests_for("/x")
+    assert request.headers["user-agent"] == fetch.USER_AGENT
+    assert "Mozilla" not in request.headers["user-agent"]
+
+
+def test_403_after_a_redirect_names_where(feed_server: FeedServer, session: fetch.Session) -> None:
+    feed_server.route("/old", status(301, {"Location": "/new"}))
+    feed_server.route("/new", status(403))
+    error = fails(session, feed_server.url("/old"))
+    assert error.status == 403
+    assert error.message.startswith(f"refused by the outlet (403) at {feed_server.url('/new')};")
 
 
 def test_unknown_path_is_404(feed_server: FeedServer, session: fetch.Session) -> None:

@@ -41,6 +41,14 @@ from aggregator.models import FeedState, Fetched
 #: sent on every request, so outlets can see who we are and how to reach the project
 USER_AGENT = f"aggregator/{__version__} (+https://github.com/aggregator-feeds/aggregator)"
 
+#: a 403 to a feed reader is usually an anti-bot service refusing non-browser clients. We
+#: stay honest (no browser User-Agent), so the error says what happened and what the
+#: operator can do; the feed backs off like any other failing feed.
+REFUSED = "refused by the outlet (403)"
+REFUSED_HINT = (
+    "it may refuse feed readers: open the URL in a browser, ask the outlet, or remove the feed"
+)
+
 #: feed formats first; anything else is still accepted (many servers mislabel feeds)
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, "
@@ -224,6 +232,8 @@ class _HttpFetch:
                 phrase = _phrase(status, response.reason)
                 where = f" at {_short(url)}" if hops else ""
                 retry_after = response.headers.get("retry-after") if status in (429, 503) else None
+                if status == 403:
+                    raise self.fail(f"{REFUSED}{where}; {REFUSED_HINT}", status)
                 raise self.fail(f"HTTP {status} {phrase}{where}".rstrip(), status, retry_after)
             body = self.read_body(response)
             self.watchdog.cancel()
