@@ -27,14 +27,12 @@ def test_every_command_is_documented(command: str) -> None:
     assert f"aggregator {command}" in README
 
 
-KEYS = (
-    [f"[database] {k}" for k in config._DATABASE_KEYS]
-    + [f"[server] {k}" for k in config._SERVER_KEYS]
-    + [f"[polling] {k}" for k in config._POLLING_KEYS]
-    + [f"[dedupe] {k}" for k in config._DEDUPE_KEYS]
-    + [f"[[feeds]] {k}" for k in config._FEED_KEYS]
-    + [f"[[topics]] {k}" for k in config._TOPIC_KEYS]
-)
+KEYS = [
+    f"[[{name}]] {k}" if name in ("feeds", "topics") else f"[{name}] {k}"
+    for name, cls in config.SECTIONS.items()
+    if cls is not None
+    for k in config.keys(cls)
+]
 
 
 @pytest.mark.parametrize("key", KEYS)
