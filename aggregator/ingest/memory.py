@@ -17,17 +17,15 @@ def tune_malloc() -> None:
     """Keep glibc's malloc from holding memory the poll has freed.
 
     - One heap (arena) for all threads: glibc gives each new thread its own, up to
-      8 per core, and freed memory stays mapped in each. With 8 poll threads that
-      was 35 MiB of a 150 MiB peak; two heaps still held 3 MiB more than one, for no
-      speed we could measure (the threads take turns at the GIL anyway).
+      8 per core, and freed memory stays mapped in each; the poll threads take
+      turns at the GIL anyway, so one heap costs them no speed.
     - Blocks of 128 KiB and more (feed bodies, parse results) always mapped on
       their own and unmapped when freed. Left alone, glibc raises that threshold to
       the largest block freed so far, and the bodies then fragment the heap.
 
     The same as MALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072; only arenas
     created later are affected, so it runs before the poll threads start. An
-    operator's own settings win; a no-op outside glibc. A 1,000-feed cold poll
-    peaked at 84 MiB instead of 89.
+    operator's own settings win; a no-op outside glibc. (Figures: bench/README.md.)
     """
     settings = (
         (_M_ARENA_MAX, 1, "MALLOC_ARENA_MAX"),

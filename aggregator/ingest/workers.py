@@ -102,7 +102,7 @@ class ParsePool:
 
         A poll of feeds fetched for the first time parses nearly all it fetches in
         the workers; started before the poll threads, they share this process's
-        loaded modules (at 100 feeds cold, 102 -> 87 MiB in all against spawned ones).
+        loaded modules instead of importing their own.
         """
         if self.processes > 0:
             self._get().submit(int).result()
