@@ -6,8 +6,8 @@ the first-seen time), makes plain text for matching and dedupe, and computes the
 entry's key and content hash. It must not sanitize or rewrite the HTML it keeps
 (that happens once, at output) and must not touch the network or the database.
 
-The text helpers here (`html_to_text`, `clean_title`, `words`, `canonical_url`,
-`stemmer`) are shared with the other pure stages.
+The text helpers here (`html_to_text`, `clean_title`, `xml_text`, `words`,
+`canonical_url`, `stemmer`) are shared with the other pure stages.
 """
 
 from __future__ import annotations
@@ -257,19 +257,91 @@ def html_to_text(markup: str) -> str:
     return _SPACE.sub(" ", markup).strip()
 
 
-def clean_title(title: str) -> str:
-    """A one-line plain-text title: tags stripped, entities (even double-encoded) decoded."""
-    text = html_to_text(title)
-    # "&amp;amp;" arrives as "&amp;" after one decoding, and "&lt;b&gt;" as a tag:
-    # a few more rounds settle both.
+def xml_text(text: str) -> str:
+    """`text` without the characters XML 1.0 text cannot carry or the W3C validator flags.
+
+    The one rule for every output: C0 controls other than tab and newlines, C1
+    controls, lone surrogates and noncharacters (U+FFFE, U+FFFF and their kin). lxml
+    refuses the first kinds outright, so one such character in a stranger's text
+    would otherwise break a whole topic feed. Output code applies it after
+    sanitizing, because decoding a reference (`&#1;`) is what produces them.
+    """
+    return _NOT_XML.sub("", text) if _NOT_XML.search(text) else text
+
+
+_NOT_XML = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17))
+    + "]"
+)
+
+# A tag as an author writes one: a name, then attributes with or without values.
+_TAG = re.compile(
+    r"<(/?)([A-Za-z][A-Za-z0-9-]*)"
+    r"((?:\s+[^\s\"'>/=]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*)\s*(/?)>"
+)
+_VALUED_ATTRIBUTE = re.compile(r"=\s*[\"']?")
+_MARKUP_MARKERS = ("<!--", "<![CDATA[")
+
+
+def holds_markup(text: str) -> bool:
+    """Whether a title from a format that does not say (RSS, JSON Feed) is HTML.
+
+    Only real tags count: an element closed after it was opened (`<b>..</b>`), a
+    start tag with an attribute value (`<img src=x>`), an explicit `<br/>`, a
+    comment or CDATA. A title that talks about tags (`The <script> tag`,
+    `vector<int>`, `if a<b and c>d`) opens without closing and is text.
+    """
+    if "<" not in text:
+        return False
+    if any(marker in text for marker in _MARKUP_MARKERS):
+        return True
+    opened: set[str] = set()
+    for match in _TAG.finditer(text):
+        closing, name, attributes, self_closing = match.groups()
+        name = name.lower()
+        if closing:
+            if name in opened:
+                return True
+        elif self_closing or _VALUED_ATTRIBUTE.search(attributes):
+            return True
+        else:
+            opened.add(name)
+    return False
+
+
+def _decode(text: str) -> str:
+    # A few rounds: "&amp;amp;" (double-encoded by the outlet) settles as "&".
     for _ in range(3):
-        if "&" not in text and "<" not in text:
+        if "&" not in text:
             break
-        again = html_to_text(text)
+        again = html.unescape(text)
         if again == text:
             break
         text = again
     return text
+
+
+def clean_title(title: str, markup: bool | None = None) -> str:
+    """A one-line plain-text title.
+
+    `markup` is what the feed says: True for (X)HTML (Atom `type="html"`/`"xhtml"`),
+    False for plain text (Atom `type="text"`, kept exactly), None when the format
+    does not say (RSS, JSON Feed), where `holds_markup` decides. Markup loses its
+    tags and then has its references decoded; text that is not markup only has its
+    references decoded. Nothing is stripped after decoding, so a title about
+    `&lt;script&gt;` keeps the word `<script>`.
+    """
+    if markup is None:
+        markup = holds_markup(title)
+        text = _decode(html_to_text(title) if markup else title)
+    elif markup:
+        text = _decode(html_to_text(title))
+    else:
+        text = title
+    if not text.isascii():
+        text = text.translate(_INVISIBLE)
+    return _SPACE.sub(" ", xml_text(text)).strip()
 
 
 # --- words ---------------------------------------------------------------------
@@ -327,7 +399,7 @@ def identity(entry: models.ParsedEntry, base_url: str | None = None) -> Identity
     """The entry's key within its feed and the hash of what a reader sees."""
     link = absolute_url(entry.link, base_url)
     canonical = canonical_url(link) if link else None
-    title = clean_title(entry.title)
+    title = clean_title(entry.title, entry.title_markup)
     guid = entry.guid.strip() if entry.guid and entry.guid.strip() else None
     if guid:
         key = guid
