@@ -266,13 +266,26 @@ def xml_text(text: str) -> str:
     would otherwise break a whole topic feed. Output code applies it after
     sanitizing, because decoding a reference (`&#1;`) is what produces them.
     """
-    return _NOT_XML.sub("", text) if _NOT_XML.search(text) else text
+    if text.isascii():  # most text: a byte-level pass is ten times faster than a regex
+        raw = text.encode("ascii")
+        kept = raw.translate(None, _ASCII_NOT_XML)
+        return text if len(kept) == len(raw) else kept.decode("ascii")
+    text = _NOT_XML_BMP.sub("", text)
+    if len(text.encode("utf-16-le")) != 2 * len(text):  # it has astral characters
+        text = _NOT_XML_ASTRAL.sub("", text)
+    return text
 
 
-_NOT_XML = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+_ASCII_NOT_XML = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_NOT_XML_BMP = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]"
+)
+# A character class with astral members is slow on every string, hence the separate
+# pass, and "an astral character that, looking back, is one of the noncharacters".
+_NOT_XML_ASTRAL = re.compile(
+    "[\U0001fffe-\U0010ffff](?<=["
     + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17))
-    + "]"
+    + "])"
 )
 
 # A tag as an author writes one: a name, then attributes with or without values.

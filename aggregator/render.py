@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 import nh3
+from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
@@ -416,7 +417,8 @@ def _generator(f: _Feed, fmt: str, mime: str) -> tuple[FeedGenerator, list[_Item
         fg.load_extension("dc", atom=False, rss=True)
     kept = []
     for it in f.items:
-        fe = fg.add_entry(order="append")  # items arrive newest first; keep that order
+        # items arrive newest first; keep that order
+        fe = fg.add_entry(_BuiltOnce(), order="append")
         try:
             _add_entry(fe, it, fmt)
         except Exception as exc:  # one entry never fails the feed
@@ -427,11 +429,31 @@ def _generator(f: _Feed, fmt: str, mime: str) -> tuple[FeedGenerator, list[_Item
     return fg, kept
 
 
-def _add_entry(fe: Any, it: _Item, fmt: str) -> None:
-    """Fill one feedgen entry, and build its XML once so that a failure is its own.
+class _BuiltOnce(FeedEntry):  # type: ignore[misc]
+    """A feedgen entry whose XML is built once, by `_add_entry`, and reused by the feed.
 
-    feedgen builds the XML only when the whole feed is serialized, where an error
-    would fail every entry; RSS callers hold `_RSS_LOCK` (feedgen's dates).
+    feedgen builds entries only when the whole feed is serialized, where an error
+    fails every entry; building each on its own pins a failure on its entry, and
+    keeping that build costs nothing more.
+    """
+
+    _built: Any = None
+
+    def atom_entry(self, extensions: bool = True) -> Any:
+        if self._built is None:
+            self._built = super().atom_entry(extensions)
+        return self._built
+
+    def rss_entry(self, extensions: bool = True) -> Any:
+        if self._built is None:
+            self._built = super().rss_entry(extensions)
+        return self._built
+
+
+def _add_entry(fe: _BuiltOnce, it: _Item, fmt: str) -> None:
+    """Fill one feedgen entry and build its XML now, so that a failure is its own.
+
+    RSS callers hold `_RSS_LOCK` (feedgen's dates).
     """
     fe.id(it.id)  # also the RSS guid, isPermaLink="false"
     fe.title(it.title if fmt == "atom" else _html_safe(it.title))

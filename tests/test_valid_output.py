@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,8 @@ import requests
 from lxml import etree
 
 from aggregator import config as config_mod
-from aggregator import web
+from aggregator import render, web
+from aggregator.models import FeedItem, Related, TopicFeed
 from aggregator.server import make_server
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
@@ -70,13 +73,18 @@ _NUMERIC_REF = re.compile(r"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));?")
 
 
 def bad_in(text: str) -> list[str]:
-    """Characters XML cannot carry in `text`, raw or as numeric references in its HTML."""
-    found = [f"U+{ord(c):04X}" for c in text if not_xml(c)]
-    for m in _NUMERIC_REF.finditer(text):
+    """Characters XML cannot carry in `text`."""
+    return [f"U+{ord(c):04X}" for c in text if not_xml(c)]
+
+
+def bad_in_html(markup: str) -> list[str]:
+    """Characters XML cannot carry in HTML: raw, as numeric references, or once decoded."""
+    found = bad_in(markup)
+    for m in _NUMERIC_REF.finditer(markup):
         code = int(m.group(1), 16) if m.group(1) else int(m.group(2))
         if code > 0x10FFFF or code == 0 or not_xml(chr(code)):
             found.append(m.group(0))
-    return found
+    return found + [f"decoded: {b}" for b in bad_in(html.unescape(markup))]
 
 
 def strict_xml(body: bytes) -> Any:
@@ -90,9 +98,8 @@ def xml_problems(body: bytes) -> list[str]:
     found = []
     for el in root.iter():
         for value in [el.text or "", el.tail or "", *el.attrib.values()]:
-            found += [f"{el.tag}: {b}" for b in bad_in(value)]
-            # HTML carried as text: what a reader gets when it decodes that HTML
-            found += [f"{el.tag} decoded: {b}" for b in bad_in(html.unescape(value))]
+            # Any text may be HTML to some reader (RSS titles, descriptions).
+            found += [f"{el.tag}: {b}" for b in bad_in_html(value)]
     return found
 
 
@@ -107,7 +114,9 @@ def json_problems(body: bytes) -> list[str]:
             for v in value:
                 walk(v, key)
         elif isinstance(value, str):
-            found.extend(f"{key}: {b}" for b in bad_in(value) + bad_in(html.unescape(value)))
+            # Only content_html is HTML in JSON Feed; the rest is plain text.
+            check = bad_in_html if key == "content_html" else bad_in
+            found.extend(f"{key}: {b}" for b in check(value))
 
     walk(json.loads(body.decode("utf-8")), "")
     return found
@@ -304,14 +313,173 @@ def test_upper_case_schemes_are_kept(exported: dict[str, bytes], fmt: str) -> No
 def test_checks_find_what_they_look_for() -> None:
     """The checks above must be able to fail."""
     assert bad_in("a\x01b") == ["U+0001"]
-    assert bad_in("&#1; &#xFFFE; &#xD800; &#1114112;") == [
+    assert bad_in_html("&#1; &#xFFFE; &#xD800; &#1114112;") == [
         "&#1;",
         "&#xFFFE;",
         "&#xD800;",
         "&#1114112;",
     ]
-    assert bad_in("tab\t, Urdu پاکستان, \ufffd, \U0001f600") == []
+    assert bad_in_html("a\ufffeb") == ["U+FFFE", "decoded: U+FFFE"]
+    assert bad_in_html("tab\t, Urdu پاکستان, \ufffd, \U0001f600, &amp;#1;") == []
     assert xml_problems(b"<a>&amp;#1;</a>") == ["a: &#1;"]
     with pytest.raises(etree.XMLSyntaxError):
         strict_xml(b"<a>&#1;</a>")
-    assert json_problems(b'{"t": "\\u0001"}') == ["t: U+0001", "t: U+0001"]
+    assert json_problems(b'{"t": "\\u0001", "content_html": "&#1;"}') == [
+        "t: U+0001",
+        "content_html: &#1;",
+    ]
+
+
+# --- every field, every kind of bad character, rendered directly ------------------------------
+
+#: characters XML cannot carry (or the validator flags), raw and as the references
+#: a feed's HTML or title may hold; each must vanish or become U+FFFD, never break a feed
+BAD = [
+    "\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1f", "\x7f", "\x85", "\x9f",
+    "\ufdd0", "\ufffe", "\uffff", "\U0001fffe", "\U0010ffff", "\ud800", "\udfff",
+    "&#0;", "&#1;", "&#x1;", "&#x1F;", "&#11;", "&#127;", "&#x9F;", "&#xFDD0;",
+    "&#xFFFE;", "&#65535;", "&#x1FFFF;", "&#xD800;", "&#57343;", "&#1114112;", "&#x110000;",
+    "&#1", "&amp;#1;",
+]  # fmt: skip
+FIELDS = [
+    "title", "summary_html", "content_html", "html_attribute", "author", "source",
+    "related_source", "matched", "link", "topic_title", "topic_query",
+]  # fmt: skip
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+IMG = "https://i.example/a.png"
+
+
+def item(n: int, **changes: Any) -> FeedItem:
+    base = FeedItem(
+        id=f"tag:127.0.0.1,2024:{n}",
+        title=f"Story {n}",
+        link=f"https://outlet.example/{n}",
+        summary_html=f"<p>Summary {n}</p>",
+        content_html=f"<p>Body {n}</p>",
+        author=f"Reporter {n}",
+        source="Outlet",
+        source_url="https://outlet.example/",
+        published=T0 - timedelta(hours=n),
+        updated=T0 - timedelta(hours=n),
+        related=(Related(url=f"https://other.example/{n}", source="Other"),),
+        matched=("story",),
+    )
+    return replace(base, **changes)
+
+
+def with_bad(field: str, bad: str) -> TopicFeed:
+    text = f"a{bad}b"
+    feed = TopicFeed(slug="t", title="Topic", query="story", base_url="http://127.0.0.1:8080")
+    changes: dict[str, Any] = {
+        "title": {"title": text},
+        "summary_html": {"summary_html": f"<p>{text}</p>"},
+        "content_html": {"content_html": f"<p>{text}</p>"},
+        "html_attribute": {"content_html": f'<p title="{text}"><img alt="{text}" src="{IMG}"></p>'},
+        "author": {"author": text},
+        "source": {"source": text},
+        "related_source": {"related": (Related(url="https://other.example/r", source=text),)},
+        "matched": {"matched": (text,)},
+        "link": {"link": f"https://outlet.example/{text}"},
+    }.get(field, {})  # fmt: skip
+    if field == "topic_title":
+        feed = replace(feed, title=text)
+    if field == "topic_query":
+        feed = replace(feed, query=text)
+    return replace(feed, items=(item(1, **changes), item(2)))
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("bad", BAD, ids=ascii)
+def test_a_bad_character_in_any_field_never_breaks_a_feed(field: str, bad: str) -> None:
+    feed = with_bad(field, bad)
+    atom, rss, jsn = render.atom(feed), render.rss(feed), render.json_feed(feed)
+    assert xml_problems(atom) == []
+    assert xml_problems(rss) == []
+    assert json_problems(jsn) == []
+    # the entry is repaired, not dropped
+    assert len(strict_xml(atom).findall(f"{ATOM}entry")) == 2
+    assert len(strict_xml(rss).findall("channel/item")) == 2
+    items = json.loads(jsn)["items"]
+    assert len(items) == 2
+    if field == "title":
+        assert items[0]["title"].startswith("a") and items[0]["title"].endswith("b")
+
+
+@pytest.mark.parametrize("bad", [b for b in BAD if not b.startswith("&")], ids=ascii)
+def test_a_raw_bad_character_in_an_id_is_dropped_alike_in_every_format(bad: str) -> None:
+    # Ids are ours (the store's story uid), but nothing is taken on trust.
+    feed = TopicFeed(
+        slug="t",
+        title="Topic",
+        query=None,
+        base_url="http://127.0.0.1:8080",
+        items=(item(1, id=f"tag:127.0.0.1,2024:a{bad}b"),),
+    )
+    atom, rss, jsn = render.atom(feed), render.rss(feed), render.json_feed(feed)
+    assert xml_problems(atom) == xml_problems(rss) == json_problems(jsn) == []
+    uid = "tag:127.0.0.1,2024:ab"
+    assert strict_xml(atom).findtext(f"{ATOM}entry/{ATOM}id") == uid
+    assert strict_xml(rss).findtext("channel/item/guid") == uid
+    assert json.loads(jsn)["items"][0]["id"] == uid
+
+
+# --- an entry that cannot be rendered is left out, not the feed -------------------------------
+
+
+def test_an_entry_that_cannot_be_prepared_is_left_out_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = item(2, link="https://outlet.example/broken", published="yesterday")
+    unnamed = item(3, link="https://outlet.example/no-id", id="\x01\ufffe")
+    feed = TopicFeed(
+        slug="t",
+        title="Topic",
+        query=None,
+        base_url="http://127.0.0.1:8080",
+        items=(item(1), broken, unnamed, item(4)),
+    )
+    with caplog.at_level(logging.WARNING, logger="aggregator.render"):
+        atom, rss, jsn = render.atom(feed), render.rss(feed), render.json_feed(feed)
+    assert titles_by_link("json", jsn) == titles_by_link("atom", atom) == titles_by_link("rss", rss)
+    assert list(titles_by_link("json", jsn)) == [
+        "https://outlet.example/1",
+        "https://outlet.example/4",
+    ]
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 6  # each of the two, once per format
+    assert all("topic t" in m and "left out" in m for m in logged)
+    assert sum("https://outlet.example/broken" in m and "AttributeError" in m for m in logged) == 3
+    assert sum("https://outlet.example/no-id" in m and "no id" in m for m in logged) == 3
+
+
+def test_an_entry_feedgen_cannot_build_is_left_out_of_the_http_answer(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever lxml may refuse next: the failure stays with its entry, HTTP says 200."""
+    import feedgen.entry
+
+    def refuse(original: Any) -> Any:
+        def build(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.title() == "utf8mb4":
+                raise ValueError("All strings must be XML compatible")
+            return original(self, *args, **kwargs)
+
+        return build
+
+    for name in ("atom_entry", "rss_entry"):
+        monkeypatch.setattr(
+            feedgen.entry.FeedEntry, name, refuse(getattr(feedgen.entry.FeedEntry, name))
+        )
+    client = web.create_app(config_mod.load(site.config)).test_client()
+    with caplog.at_level(logging.WARNING, logger="aggregator.render"):
+        for fmt in ("atom", "rss"):
+            response = client.get(f"/topics/everything.{fmt}")
+            assert response.status_code == 200, fmt
+            got = titles_by_link(fmt, response.get_data())
+            expected = expected_titles(site.origin)
+            link = next(k for k, v in expected.items() if v == "utf8mb4")
+            del expected[link]
+            assert got == expected
+    logged = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(logged) == 2
+    assert all("topic everything" in m and link in m and "XML compatible" in m for m in logged)
