@@ -79,7 +79,7 @@ class ParsedEntry:
     guid: str | None
     #: the item's link, possibly relative (resolved by `normalize`)
     link: str | None
-    #: the title as given (may contain entities or markup)
+    #: the title as given (may contain entities or markup; see `title_markup`)
     title: str
     #: summary/description HTML, unsanitized
     summary: str
@@ -91,6 +91,9 @@ class ParsedEntry:
     published: datetime | None
     #: updated time, aware UTC
     updated: datetime | None = None
+    #: what the feed says the title is: True for (X)HTML, False for plain text, None
+    #: when the format does not say (RSS, JSON Feed)
+    title_markup: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

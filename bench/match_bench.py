@@ -26,8 +26,8 @@ import feedparser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aggregator.ingest import normalize
 from aggregator.match import topics  # noqa: E402
+from aggregator.text import html_to_text
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
 SEED = REAL.parent / "seed" / "pak-russia-story.xml"
@@ -108,9 +108,7 @@ def load() -> list[Item]:
             parts = [e.get("summary", "")]
             parts += [c.value for c in e.get("content", [])]
             parts.append(e.get("yandex_full-text", ""))
-            items.append(
-                (e.get("title", ""), normalize.html_to_text(" ".join(parts)), language, path.name)
-            )
+            items.append((e.get("title", ""), html_to_text(" ".join(parts)), language, path.name))
     return items
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from aggregator import text
 from aggregator.ingest import normalize
 from aggregator.models import ParsedEntry
 
@@ -177,7 +178,7 @@ def test_canonical_url_is_idempotent() -> None:
     ],
 )
 def test_html_to_text(html: str, expected: str) -> None:
-    assert normalize.html_to_text(html) == expected
+    assert text.html_to_text(html) == expected
 
 
 # --- titles ------------------------------------------------------------------------
@@ -191,7 +192,24 @@ def test_html_to_text(html: str, expected: str) -> None:
         ("AT&amp;amp;T", "AT&T"),  # double-encoded
         ("Q&amp;amp;amp;A", "Q&A"),
         ("<b>Breaking:</b> news", "Breaking: news"),
-        ("&lt;i&gt;Escaped&lt;/i&gt; markup", "Escaped markup"),
+        # escaped markup is text about markup: decoding comes after stripping
+        ("&lt;i&gt;Escaped&lt;/i&gt; markup", "<i>Escaped</i> markup"),
+        ("The &lt;script&gt; tag explained", "The <script> tag explained"),
+        ("The <script> tag explained", "The <script> tag explained"),
+        ("if a&lt;b and c&gt;d then swap", "if a<b and c>d then swap"),
+        ("if a<b and c>d then swap", "if a<b and c>d then swap"),
+        ("vector&lt;int&gt;", "vector<int>"),
+        ("vector<int>", "vector<int>"),
+        ("<div> vs <span>", "<div> vs <span>"),
+        # real tags: an element closed after it opened, an attribute value, <br/>, comments
+        ("<em>Breaking</em>: &lt;b&gt; is bold", "Breaking: <b> is bold"),
+        ('<a href="/x">Read</a> more', "Read more"),
+        ("<img src=x onerror=alert(1)>Headline", "Headline"),
+        ("Line<br/>break", "Line break"),
+        ("<!-- ad -->Headline", "Headline"),
+        ("<script>alert(1)</script>Headline", "Headline"),
+        # characters XML cannot carry, raw or as references
+        ("bell\x07 &#1; &#xFFFE; &#xD800; &#1114112; end", "bell \ufffd \ufffd end"),
         ("Putin &#8211; Sharif", "Putin – Sharif"),
         ("Путин&nbsp;и&nbsp;Шариф", "Путин\xa0и\xa0Шариф".replace("\xa0", " ")),
         ("x < y", "x < y"),
@@ -200,6 +218,35 @@ def test_html_to_text(html: str, expected: str) -> None:
 )
 def test_clean_title(title: str, expected: str) -> None:
     assert normalize.clean_title(title) == expected
+
+
+@pytest.mark.parametrize(
+    ("title", "markup", "expected"),
+    [
+        # Atom type="text": exactly as given, whatever it looks like
+        ("The <script> tag &amp; <b>bold</b>", False, "The <script> tag &amp; <b>bold</b>"),
+        # Atom type="html" / "xhtml": tags go, then references are decoded
+        ("The &lt;script&gt; tag", True, "The <script> tag"),
+        ("<b>Bold</b> &amp;amp; <i>x</i>", True, "Bold & x"),
+        ("The <b>bold</b> &amp; &lt;i&gt;", True, "The bold & <i>"),
+    ],
+)
+def test_clean_title_as_the_feed_types_it(title: str, markup: bool, expected: str) -> None:
+    assert normalize.clean_title(title, markup) == expected
+
+
+@pytest.mark.parametrize(
+    "char",
+    ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1f", "\x7f", "\x85", "\x9f", "\ud800", "\udfff",
+     "\ufdd0", "\ufffe", "\uffff", "\U0001fffe", "\U0010ffff"],
+)  # fmt: skip
+def test_xml_text_drops_what_xml_cannot_carry(char: str) -> None:
+    assert text.xml_text(f"a{char}b\tc\n") == "ab\tc\n"
+
+
+def test_xml_text_keeps_text() -> None:
+    sample = "Tab\tnewline\n\r پاکستان Россия \ufffd \U0001f600 \ue000 \ufffd\ufffc"
+    assert text.xml_text(sample) is sample
 
 
 # --- the whole entry -----------------------------------------------------------------

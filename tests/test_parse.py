@@ -651,3 +651,46 @@ def test_utf16_and_json_bodies_are_never_cut() -> None:
     assert parse.parse(body).item_digests is None
     doc = {"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": []}
     assert parse.parse(json.dumps(doc).encode()).item_digests is None
+
+
+# --- what a title is -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("title", "markup", "given"),
+    [
+        ('<title type="text">The &lt;script&gt; tag</title>', False, "The <script> tag"),
+        ("<title>vector&lt;int&gt;</title>", False, "vector<int>"),  # Atom's default
+        (
+            '<title type="html">The &amp;lt;script&amp;gt; tag</title>',
+            True,
+            "The &lt;script&gt; tag",
+        ),
+        ('<title type="html">&lt;b&gt;Bold&lt;/b&gt;</title>', True, "<b>Bold</b>"),
+        (
+            '<title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+            "A <b>b</b></div></title>",
+            True,
+            "A <b>b</b>",
+        ),
+    ],
+)
+def test_atom_titles_say_whether_they_are_markup(title: str, markup: bool, given: str) -> None:
+    body = (
+        '<feed xmlns="http://www.w3.org/2005/Atom"><title>f</title><id>urn:f</id>'
+        f"<entry><id>urn:e</id>{title}<updated>2024-05-01T12:00:00Z</updated></entry></feed>"
+    )
+    entry = parse.parse(body.encode()).entries[0]
+    assert (entry.title, entry.title_markup) == (given, markup)
+
+
+@pytest.mark.parametrize(
+    "title", ["The &lt;script&gt; tag", "&lt;b&gt;Bold&lt;/b&gt;", "<![CDATA[<b>Bold</b>]]>"]
+)
+def test_rss_and_json_titles_leave_it_to_normalize(title: str) -> None:
+    # feedparser guesses "text/html" for RSS from the text; that guess is not passed on
+    assert parse.parse(rss(item("g", title)).encode()).entries[0].title_markup is None
+    body = json.dumps(
+        {"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "1", "title": title}]}
+    )
+    assert parse.parse(body.encode()).entries[0].title_markup is None

@@ -641,6 +641,30 @@ def assert_plain_text(text: str) -> None:
         assert checker.tags == [], (text, checker.tags)
 
 
+def assert_no_tags(text: str) -> None:
+    """No tag in a text for a reader that takes it for HTML once.
+
+    An entry title is plain text that may talk about tags: it is escaped so that
+    a reader reading it as HTML gets the words, not an element. Decoding it once
+    more would read the words as markup, which no format asks of a reader.
+    """
+    checker = HostileChecker(allowed_tags=set())
+    checker.feed(text)
+    checker.close()
+    assert checker.tags == [], (text, checker.tags)
+
+
+def reader_titles(data: bytes) -> list[str]:
+    """Entry titles as a reader shows them: HTML-typed ones decoded, as it renders them."""
+    titles = []
+    for e in feedparser.parse(data).entries:
+        title = e.title
+        if e.title_detail.type in ("text/html", "application/xhtml+xml"):
+            title = html.unescape(title)
+        titles.append(title)
+    return titles
+
+
 def hostile_feed(snippet: str) -> TopicFeed:
     """The snippet in every field a stranger controls, plus a hostile URL in every link."""
     items = tuple(
@@ -667,6 +691,10 @@ URL_TEXT_ELEMENTS = {"link", "docs"}
 
 def assert_xml_safe(data: bytes) -> None:
     root = parse_xml(data)
+    entry_titles = {
+        *root.iterfind(f"{ATOM}entry/{ATOM}title"),
+        *root.iterfind("channel/item/title"),
+    }
     for element in root.iter():
         for name, value in element.attrib.items():
             if name in {"href", "url"}:
@@ -679,6 +707,8 @@ def assert_xml_safe(data: bytes) -> None:
         )
         if element.tag in HTML_ELEMENTS and not is_channel_description:
             assert_safe_html(text)
+        elif element in entry_titles:
+            assert_no_tags(text)
         elif element.tag in URL_TEXT_ELEMENTS and text.strip():
             assert_web_url(text.strip())
         else:
@@ -695,6 +725,9 @@ def assert_json_safe(value: Any, key: str = "") -> None:
     elif isinstance(value, str):
         if key == "content_html":
             assert_safe_html(value)
+        elif key == "title":
+            # JSON Feed titles are plain text by the spec: a reader escapes them.
+            assert value == " ".join(value.split()), value
         elif key.endswith("url"):
             assert_web_url(value)
         else:
@@ -712,6 +745,10 @@ def test_nothing_hostile_survives_in_any_format(snippet: str) -> None:
     json_data = render.json_feed(feed)
     assert b"<" not in json_data  # markup characters are \u-escaped inside JSON strings
     assert_json_safe(json.loads(json_data))
+    # The title is the stored plain text in every format, whatever it talks about.
+    title = " ".join(snippet.replace("\x00", "").split())
+    assert [i["title"] for i in json.loads(json_data)["items"]] == [title] * 3
+    assert reader_titles(atom_data) == [title] * 3
     # hostile links are dropped, not repaired
     assert all("url" not in i for i in json.loads(json_data)["items"])
     assert all(not i["_aggregator"]["related"] for i in json.loads(json_data)["items"])
@@ -750,9 +787,41 @@ def test_sanitizer_keeps_ordinary_markup() -> None:
 
 
 def test_a_script_title_becomes_harmless_text() -> None:
-    feed = replace(FEED, items=(story(1, title="<script>alert(1)</script>Headline"),))
-    assert feedparser.parse(render.atom(feed)).entries[0].title == "alert(1)Headline"
-    assert json.loads(render.json_feed(feed))["items"][0]["title"] == "alert(1)Headline"
+    """A stored title is plain text: it keeps its words and is never a live element."""
+    title = "<script>alert(1)</script>Headline"
+    feed = replace(FEED, items=(story(1, title=title),))
+    atom_data, rss_data = render.atom(feed), render.rss(feed)
+    assert b'<title type="html">&amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt;' in atom_data
+    assert b"<title>&#x26;lt;script&gt;alert(1)&#x26;lt;/script&gt;Headline</title>" in rss_data
+    assert reader_titles(atom_data) == [title]
+    assert json.loads(render.json_feed(feed))["items"][0]["title"] == title
+    for data in (atom_data, rss_data):
+        assert_xml_safe(data)
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "The <script> tag explained",
+        "if a<b and c>d then swap",
+        "vector<int>",
+        "AT&T and &amp; spelled out",
+        "Tariffs < 5% & rising",
+        "&copy 2024, &#8217; literally",
+    ],
+)
+def test_plain_titles_keep_their_text_in_every_format(title: str) -> None:
+    feed = replace(FEED, items=(story(1, title=title),))
+    atom_data, rss_data = render.atom(feed), render.rss(feed)
+    assert json.loads(render.json_feed(feed))["items"][0]["title"] == title
+    assert reader_titles(atom_data) == [title]
+    # A reader that takes an RSS title for HTML reads the same words.
+    rss_title = parse_xml(rss_data).findtext("channel/item/title")
+    assert rss_title is not None
+    assert html.unescape(rss_title) == title
+    assert_no_tags(rss_title)
+    if "<" not in title and "&" not in title.replace("& ", ""):
+        assert rss_title == title  # nothing escaped that HTML would not misread
 
 
 def test_invalid_xml_characters_do_not_break_a_feed() -> None:

@@ -14,7 +14,6 @@ import pytest
 
 from aggregator import text as text_core
 from aggregator.errors import QueryError
-from aggregator.ingest import normalize
 from aggregator.match import topics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -453,7 +452,7 @@ def corpus_entries(path: Path) -> list[tuple[str, str, str, str | None]]:
         html_parts = [e.get("summary", "")]
         html_parts += [c.value for c in e.get("content", [])]
         html_parts.append(e.get("yandex_full-text", ""))
-        out.append((e.link, e.title, normalize.html_to_text(" ".join(html_parts)), language))
+        out.append((e.link, e.title, text_core.html_to_text(" ".join(html_parts)), language))
     return out
 
 

@@ -6,8 +6,7 @@ the first-seen time), makes plain text for matching and dedupe, and computes the
 entry's key and content hash. It must not sanitize or rewrite the HTML it keeps
 (that happens once, at output) and must not touch the network or the database.
 
-The text helpers here (`html_to_text`, `clean_title`, `words`, `canonical_url`,
-`stemmer`) are shared with the other pure stages.
+`clean_title` and `canonical_url` are shared with the other pure stages.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
 
 from aggregator import models
+from aggregator.text import html_to_text, one_line, xml_text
 
 #: how far after `now` a published date may lie before it counts as a lie
 FUTURE_TOLERANCE = timedelta(minutes=10)
@@ -205,66 +205,71 @@ def _is_tracker(pair: str) -> bool:
     return name in TRACKING_PARAMS or name.startswith(TRACKING_PREFIXES)
 
 
-# --- HTML to text ----------------------------------------------------------------
-
-_BLOCK_TAGS = (
-    "address|article|aside|blockquote|br|caption|dd|details|div|dl|dt|fieldset|figcaption|"
-    "figure|footer|form|h[1-6]|header|hr|img|li|main|nav|ol|p|pre|section|summary|table|"
-    "tbody|td|tfoot|th|thead|tr|ul|iframe|video|audio|object|embed"
+# A tag as an author writes one: a name, then attributes with or without values.
+_TAG = re.compile(
+    r"<(/?)([A-Za-z][A-Za-z0-9-]*)"
+    r"((?:\s+[^\s\"'>/=]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*)\s*(/?)>"
 )
-# One pass over the HTML; the alternation order matters: dropped content first.
-_HTML_TOKEN = re.compile(
-    r"<!--.*?(?:-->|\Z)"  # comments
-    r"|<(script|style|template|noscript)\b[^>]*>.*?(?:</\1\s*>|\Z)"  # dropped with content
-    r"|<!\[CDATA\[|\]\]>"  # CDATA markers left in escaped HTML
-    r"|<(/?)(?:" + _BLOCK_TAGS + r")\b(?:[^>\"']|\"[^\"]*\"|'[^']*')*>"  # blocks: a space
-    r"|</?[A-Za-z][^\s/>]*(?:[^>\"']|\"[^\"]*\"|'[^']*')*>"  # other tags: nothing
-    r"|<![A-Za-z][^>]*>|<\?[^>]*>",  # doctype, processing instructions
-    re.IGNORECASE | re.DOTALL,
-)
-_SPACE = re.compile(r"\s+")
-# Invisible characters that would split or hide words: zero-width space, soft hyphen,
-# word joiner, BOM. ZWNJ/ZWJ are kept: in Urdu and Persian they shape letters.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u00ad\u2060\ufeff"))
+_VALUED_ATTRIBUTE = re.compile(r"=\s*[\"']?")
+_MARKUP_MARKERS = ("<!--", "<![CDATA[")
 
 
-def _html_token(match: re.Match[str]) -> str:
-    # Group 2 is set (possibly to "") only for block tags.
-    return " " if match.group(2) is not None else ""
+def holds_markup(text: str) -> bool:
+    """Whether a title from a format that does not say (RSS, JSON Feed) is HTML.
 
-
-def html_to_text(markup: str) -> str:
-    """Plain text of an HTML fragment, for matching and dedupe (not for display).
-
-    A regex tokenizer rather than html.parser: it is several times faster on feed
-    HTML and only has to keep words apart, not build a tree. Script and style
-    content is dropped, block elements separate words, entities are decoded and
-    whitespace collapsed to single spaces.
+    Only real tags count: an element closed after it was opened (`<b>..</b>`), a
+    start tag with an attribute value (`<img src=x>`), an explicit `<br/>`, a
+    comment or CDATA. A title that talks about tags (`The <script> tag`,
+    `vector<int>`, `if a<b and c>d`) opens without closing and is text.
     """
-    if not markup:
-        return ""
-    if "<" in markup:
-        markup = _HTML_TOKEN.sub(_html_token, markup)
-    if "&" in markup:
-        markup = html.unescape(markup)
-    if not markup.isascii():  # invisible characters are never ASCII; skip the slow path
-        markup = markup.translate(_INVISIBLE)
-    return _SPACE.sub(" ", markup).strip()
+    if "<" not in text:
+        return False
+    if any(marker in text for marker in _MARKUP_MARKERS):
+        return True
+    opened: set[str] = set()
+    for match in _TAG.finditer(text):
+        closing, name, attributes, self_closing = match.groups()
+        name = name.lower()
+        if closing:
+            if name in opened:
+                return True
+        elif self_closing or _VALUED_ATTRIBUTE.search(attributes):
+            return True
+        else:
+            opened.add(name)
+    return False
 
 
-def clean_title(title: str) -> str:
-    """A one-line plain-text title: tags stripped, entities (even double-encoded) decoded."""
-    text = html_to_text(title)
-    # "&amp;amp;" arrives as "&amp;" after one decoding, and "&lt;b&gt;" as a tag:
-    # a few more rounds settle both.
+def _decode(text: str) -> str:
+    # A few rounds: "&amp;amp;" (double-encoded by the outlet) settles as "&".
     for _ in range(3):
-        if "&" not in text and "<" not in text:
+        if "&" not in text:
             break
-        again = html_to_text(text)
+        again = html.unescape(text)
         if again == text:
             break
         text = again
     return text
+
+
+def clean_title(title: str, markup: bool | None = None) -> str:
+    """A one-line plain-text title.
+
+    `markup` is what the feed says: True for (X)HTML (Atom `type="html"`/`"xhtml"`),
+    False for plain text (Atom `type="text"`, kept exactly), None when the format
+    does not say (RSS, JSON Feed), where `holds_markup` decides. Markup loses its
+    tags and then has its references decoded; text that is not markup only has its
+    references decoded. Nothing is stripped after decoding, so a title about
+    `&lt;script&gt;` keeps the word `<script>`.
+    """
+    if markup is None:
+        markup = holds_markup(title)
+        text = _decode(html_to_text(title) if markup else title)
+    elif markup:
+        text = _decode(html_to_text(title))
+    else:
+        text = title
+    return one_line(xml_text(text))
 
 
 # --- words ---------------------------------------------------------------------
@@ -290,7 +295,7 @@ def identity(entry: models.ParsedEntry, base_url: str | None = None) -> Identity
     """The entry's key within its feed and the hash of what a reader sees."""
     link = absolute_url(entry.link, base_url)
     canonical = canonical_url(link) if link else None
-    title = clean_title(entry.title)
+    title = clean_title(entry.title, entry.title_markup)
     guid = entry.guid.strip() if entry.guid and entry.guid.strip() else None
     if guid:
         key = guid

@@ -3,7 +3,9 @@
 Pure: data in, bytes out. No I/O, no clock: the same `TopicFeed` always gives the
 same bytes, so ETags stay put and `aggregator export` matches HTTP byte for byte.
 Everything a stranger wrote (titles, HTML, links, outlet and reporter names) passes
-through `sanitize_html`, `safe_url` or `_plain` before it reaches any output.
+through `sanitize_html`, `safe_url`, `_title` or `_plain` before it reaches any output,
+and each of those ends with `text.xml_text`. An entry that still cannot be
+rendered is logged and left out of that response; it never fails the feed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import hashlib
 import html
 import json
+import logging
 import re
 import threading
 from collections.abc import Sequence
@@ -22,10 +25,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from xml.etree import ElementTree
 
 import nh3
+from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator.models import FeedItem, TopicFeed, TopicSummary
+from aggregator.text import html_to_text, xml_text
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {
     "atom": "application/atom+xml; charset=utf-8",
@@ -61,16 +68,14 @@ ALLOWED_ATTRIBUTES = {
     "th": {"colspan", "rowspan", "scope"},
 }
 #: Tags removed together with their content (their text is code or widgets, not prose).
+#: Inline SVG and MathML are not among them: a formula or a chart label is the
+#: article's text, so only their elements go (`_foreign_text`).
 DROPPED_WITH_CONTENT = frozenset(
-    {"script", "style", "template", "noscript", "iframe", "object", "embed", "svg", "math",
+    {"script", "style", "template", "noscript", "iframe", "object", "embed",
      "textarea", "select", "button", "title", "xmp", "noembed", "noframes"}
 )  # fmt: skip
 LINK_REL = "nofollow noopener noreferrer"
 
-# XML 1.0 forbids most C0 controls; C1 controls, surrogates and non-characters are
-# "discouraged" and the W3C validator flags them. lxml raises on the forbidden ones,
-# so one stray byte in a stranger's title would otherwise break the whole feed.
-_INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # Character references as a browser decodes them inside an attribute: numeric ones
 # even without the semicolon, named ones only with it (so "?a=1&not=2" survives).
 _CHAR_REF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;)")
@@ -80,10 +85,6 @@ _URL_STRIPPED = "".join(chr(c) for c in range(0x21))
 _URL_BAD_NETLOC = set(' <>"\\^`{|}')
 _URL_SAFE = "/:@!$&'()*+,;=%?#[]~"
 _TAG_START = re.compile(r"<(?=[A-Za-z!/?])")
-
-
-def _clean_chars(text: str) -> str:
-    return _INVALID_CHARS.sub("", text)
 
 
 def _decode_refs(text: str) -> str | None:
@@ -103,7 +104,7 @@ def _checked_url(url: str | None, schemes: frozenset[str]) -> str | None:
     if text is None:
         return None
     text = _URL_DROPPED.sub("", text).strip(_URL_STRIPPED)
-    if _INVALID_CHARS.search(text):
+    if xml_text(text) != text:
         return None
     try:
         parts = urlsplit(text)
@@ -154,15 +155,36 @@ def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
+# Inline SVG and MathML, to their end tag (or the end: a parser closes them there too).
+_FOREIGN = re.compile(r"<(svg|math)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.IGNORECASE | re.DOTALL)
+_FOREIGN_START = re.compile(r"<(?:svg|math)\b", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<(?=[A-Za-z/])")
+
+
+def _foreign_text(match: re.Match[str]) -> str:
+    # Every SVG element is its own label, so its tags part words; MathML tokens
+    # (<mi>E</mi><mo>=</mo>...) are one run of text.
+    fragment = match.group(0)
+    if match.group(1).lower() != "svg":
+        return html.escape(html_to_text(fragment), quote=False)
+    return f" {html.escape(html_to_text(_ANY_TAG.sub(' <', fragment)), quote=False)} "
+
+
 def sanitize_html(html_text: str) -> str:
     """Reduce a stranger's HTML to the allow-list: safe tags, safe attributes, http(s) links.
 
     An allow-list sanitizer (nh3, i.e. ammonia on html5ever) parses the fragment
     the way a browser does, so broken tags, CDATA and comment tricks are judged on
-    what a browser would build from them, not on how they look.
+    what a browser would build from them, not on how they look. Its output is
+    checked again for characters XML cannot carry: html5ever decodes `&#1;` into
+    a raw control character. The sanitizer drops SVG and MathML whole; their text
+    is taken out first, as escaped text, so that only the elements go.
     """
-    return nh3.clean(
-        _clean_chars(html_text),
+    html_text = xml_text(html_text)
+    if _FOREIGN_START.search(html_text):
+        html_text = _FOREIGN.sub(_foreign_text, html_text)
+    cleaned = nh3.clean(
+        html_text,
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(DROPPED_WITH_CONTENT),
         attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
@@ -170,27 +192,58 @@ def sanitize_html(html_text: str) -> str:
         strip_comments=True,
         link_rel=LINK_REL,
         url_schemes=set(_WEB_OR_MAIL),
-    ).strip()
+    )
+    return xml_text(cleaned).strip()
 
 
 def _plain(text: str | None) -> str:
     """Plain text with no markup left at any level of entity encoding.
 
-    Titles and names are text, but many readers treat an RSS title as HTML, so a
-    title of `&lt;script&gt;` must not become a tag one decode later: strip tags
-    and decode until nothing changes. Whitespace is collapsed.
+    For names, terms and summaries, which have no markup of their own to keep
+    (Atom has no HTML author names): a name of `&lt;script&gt;` must not become a
+    tag one decode later, so strip tags and decode until nothing changes.
+    Whitespace is collapsed. Titles are different: see `_title`.
     """
     if not text:
         return ""
-    text = _clean_chars(text)
+    text = xml_text(text)
     for _ in range(8):
         stripped = html.unescape(nh3.clean(text, tags=set(), clean_content_tags=set()))
         if stripped == text:
             break
-        text = _clean_chars(stripped)
+        text = xml_text(stripped)
     else:
         text = _TAG_START.sub("\u2039", text)  # still encoded 8 deep: defuse what is left
     return " ".join(text.split())
+
+
+_REFERENCE = re.compile(r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)")
+
+
+def _title(text: str | None) -> str:
+    """A stored title, which is plain text already (`normalize.clean_title`), kept as it is.
+
+    A title about `<script>` keeps the word; each format escapes it as it needs
+    (`_html_safe`, `_atom_extras`).
+    """
+    return " ".join(xml_text(text).split()) if text else ""
+
+
+def _escape_reference(match: re.Match[str]) -> str:
+    ref = match.group(0)
+    return "&amp;" + ref[1:] if html.unescape(ref) != ref else ref
+
+
+def _html_safe(text: str) -> str:
+    """Plain text that reads the same to a reader that takes it for HTML.
+
+    Only what HTML would misread is escaped: a "<" that could open a tag and an "&"
+    that starts a character reference. "AT&T" and "5 < 6" stay as they are, so
+    readers that take an RSS title for text see them right too.
+    """
+    if "&" in text:
+        text = _REFERENCE.sub(_escape_reference, text)
+    return _TAG_START.sub("&lt;", text) if "<" in text else text
 
 
 # --- one item, prepared once for every format ------------------------------------------------
@@ -229,7 +282,7 @@ def _rfc3339(dt: datetime) -> str:
 
 
 def _prepare(item: FeedItem, base_url: str) -> _Item:
-    title = _plain(item.title) or "(untitled)"
+    title = _title(item.title) or "(untitled)"
     link = safe_url(item.link)
     source = _plain(item.source) or "Unknown outlet"
     reporter = _plain(item.author)
@@ -263,8 +316,11 @@ def _prepare(item: FeedItem, base_url: str) -> _Item:
 
     known_source_url = safe_url(item.source_url)
     summary_text = _plain(summary) if summary else None
+    uid = xml_text(item.id)
+    if not uid.strip():
+        raise ValueError("no id")
     return _Item(
-        id=_clean_chars(item.id),
+        id=uid,
         title=title,
         link=link,
         content_html=content_html,
@@ -312,9 +368,21 @@ def _describe(query: str | None) -> str:
     return "Every story from the topic's feeds"
 
 
+def _left_out(slug: str, fmt: str, link: str | None, uid: str, exc: BaseException) -> None:
+    """Log an entry that could not be rendered: the feed goes out without it."""
+    reason = f"{type(exc).__name__}: {exc}"[:300]
+    log.warning("topic %s (%s): entry %r (id %r) left out: %s", slug, fmt, link or "", uid, reason)
+
+
 def _prepare_feed(feed: TopicFeed) -> _Feed:
     base = _base(feed.base_url)
     newest = feed.updated
+    items = []
+    for item in feed.items:
+        try:
+            items.append(_prepare(item, base))
+        except Exception as exc:  # one entry never fails the feed
+            _left_out(feed.slug, "every format", item.link, str(item.id), exc)
     return _Feed(
         title=_plain(feed.title) or feed.slug,
         description=_describe(feed.query),
@@ -322,18 +390,19 @@ def _prepare_feed(feed: TopicFeed) -> _Feed:
         home=f"{base}/",
         slug=feed.slug,
         updated=_utc(newest) if newest is not None else EPOCH,
-        items=tuple(_prepare(item, base) for item in feed.items),
+        items=tuple(items),
     )
 
 
 # --- Atom and RSS (feedgen) -----------------------------------------------------------------
 
 
-def _generator(f: _Feed, fmt: str, mime: str) -> FeedGenerator:
-    """A FeedGenerator with every time-dependent default overwritten.
+def _generator(f: _Feed, fmt: str, mime: str) -> tuple[FeedGenerator, list[_Item]]:
+    """A FeedGenerator with every time-dependent default overwritten, and the items in it.
 
     feedgen stamps `datetime.now()` into the feed's updated/lastBuildDate and its own
     version into <generator>; both would change the bytes between two renders.
+    An item feedgen cannot build is logged and left out (see `_add_entry`).
     """
     fg = FeedGenerator()
     fg.id(f.url(fmt))
@@ -346,58 +415,110 @@ def _generator(f: _Feed, fmt: str, mime: str) -> FeedGenerator:
     fg.updated(f.updated)
     if fmt == "rss":
         fg.load_extension("dc", atom=False, rss=True)
+    kept = []
     for it in f.items:
-        fe = fg.add_entry(order="append")  # items arrive newest first; keep that order
-        fe.id(it.id)  # also the RSS guid, isPermaLink="false"
-        fe.title(it.title)
-        fe.updated(it.updated)
-        fe.published(it.published)
-        fe.author(name=it.author)
-        if it.summary_html:
-            fe.summary(it.summary_html, type="html")
-        fe.content(it.content_html, type="html")
-        for term in it.matched:
-            fe.category(term=term)
-        if fmt == "rss":
-            if it.link:
-                fe.link(href=it.link, rel="alternate")
-            fe.source(url=it.source_url, title=it.source)
-            # RSS <author> must be an e-mail address (the W3C validator errors on a
-            # bare name), so the "Reporter, Outlet" name goes in dc:creator.
-            fe.dc.dc_creator(it.author)
-        # Atom entry links and <source> are added by `_atom_links`: feedgen 1.0
-        # drops rel/type/title from entry links, which would turn every related
-        # copy into a second rel="alternate" link.
-    return fg
+        # items arrive newest first; keep that order
+        fe = fg.add_entry(_BuiltOnce(), order="append")
+        try:
+            _add_entry(fe, it, fmt)
+        except Exception as exc:  # one entry never fails the feed
+            fg.remove_entry(fe)
+            _left_out(f.slug, fmt, it.link, it.id, exc)
+        else:
+            kept.append(it)
+    return fg, kept
+
+
+class _BuiltOnce(FeedEntry):  # type: ignore[misc]
+    """A feedgen entry whose XML is built once, by `_add_entry`, and reused by the feed.
+
+    feedgen builds entries only when the whole feed is serialized, where an error
+    fails every entry; building each on its own pins a failure on its entry, and
+    keeping that build costs nothing more.
+    """
+
+    _built: Any = None
+
+    def atom_entry(self, extensions: bool = True) -> Any:
+        if self._built is None:
+            self._built = super().atom_entry(extensions)
+        return self._built
+
+    def rss_entry(self, extensions: bool = True) -> Any:
+        if self._built is None:
+            self._built = super().rss_entry(extensions)
+        return self._built
+
+
+def _add_entry(fe: _BuiltOnce, it: _Item, fmt: str) -> None:
+    """Fill one feedgen entry and build its XML now, so that a failure is its own.
+
+    RSS callers hold `_RSS_LOCK` (feedgen's dates).
+    """
+    fe.id(it.id)  # also the RSS guid, isPermaLink="false"
+    fe.title(it.title if fmt == "atom" else _html_safe(it.title))
+    fe.updated(it.updated)
+    fe.published(it.published)
+    fe.author(name=it.author)
+    if it.summary_html:
+        fe.summary(it.summary_html, type="html")
+    fe.content(it.content_html, type="html")
+    for term in it.matched:
+        fe.category(term=term)
+    if fmt == "rss":
+        if it.link:
+            fe.link(href=it.link, rel="alternate")
+        fe.source(url=it.source_url, title=it.source)
+        # RSS <author> must be an e-mail address (the W3C validator errors on a
+        # bare name), so the "Reporter, Outlet" name goes in dc:creator.
+        fe.dc.dc_creator(it.author)
+    # Atom entry links and <source> are added by `_atom_extras`: feedgen 1.0
+    # drops rel/type/title from entry links, which would turn every related
+    # copy into a second rel="alternate" link.
+    if fmt == "atom":
+        fe.atom_entry()
+    else:
+        fe.rss_entry()
 
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 
 
-def _atom_links(root: Any, f: _Feed) -> None:
-    for entry, it in zip(root.iterfind(f"{_ATOM}entry"), f.items, strict=True):
-        if it.link:
-            link = etree.SubElement(entry, f"{_ATOM}link", href=it.link, rel="alternate")
-            link.set("type", "text/html")
-        for url, name in it.related:
-            link = etree.SubElement(entry, f"{_ATOM}link", href=url, rel="related")
-            link.set("type", "text/html")
-            link.set("title", name)
-        source = etree.SubElement(entry, f"{_ATOM}source")
-        if it.source_url_known:
-            etree.SubElement(source, f"{_ATOM}id").text = it.source_url_known
-        etree.SubElement(source, f"{_ATOM}title").text = it.source
-        if it.source_url_known:
-            etree.SubElement(source, f"{_ATOM}link", href=it.source_url_known)
+def _atom_extras(entry: Any, it: _Item) -> None:
+    """What feedgen cannot write: typed links, `<source>`, and an HTML-typed title when needed."""
+    title = entry.find(f"{_ATOM}title")
+    if title is not None and _html_safe(it.title) != it.title:
+        # Plain text that an HTML reader would misread goes out as escaped HTML, which
+        # every reader reads the same way: "The <script> tag" keeps its word.
+        title.set("type", "html")
+        title.text = html.escape(it.title, quote=False)
+    if it.link:
+        link = etree.SubElement(entry, f"{_ATOM}link", href=it.link, rel="alternate")
+        link.set("type", "text/html")
+    for url, name in it.related:
+        link = etree.SubElement(entry, f"{_ATOM}link", href=url, rel="related")
+        link.set("type", "text/html")
+        link.set("title", name)
+    source = etree.SubElement(entry, f"{_ATOM}source")
+    if it.source_url_known:
+        etree.SubElement(source, f"{_ATOM}id").text = it.source_url_known
+    etree.SubElement(source, f"{_ATOM}title").text = it.source
+    if it.source_url_known:
+        etree.SubElement(source, f"{_ATOM}link", href=it.source_url_known)
 
 
 def atom(feed: TopicFeed) -> bytes:
     """Render the topic as Atom 1.0 (RFC 4287)."""
     f = _prepare_feed(feed)
-    fg = _generator(f, "atom", "application/atom+xml")
+    fg, items = _generator(f, "atom", "application/atom+xml")
     # Re-read our own output (no DTD, no entities) to add what feedgen cannot write.
     root = etree.fromstring(fg.atom_str(pretty=False, encoding="UTF-8"))
-    _atom_links(root, f)
+    for entry, it in zip(list(root.iterfind(f"{_ATOM}entry")), items, strict=True):
+        try:
+            _atom_extras(entry, it)
+        except Exception as exc:  # one entry never fails the feed
+            root.remove(entry)
+            _left_out(f.slug, "atom", it.link, it.id, exc)
     etree.indent(root, space="  ")
     out: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True)
     return out
@@ -418,8 +539,9 @@ def _hex_escape_title(m: re.Match[bytes]) -> bytes:
 
 def rss(feed: TopicFeed) -> bytes:
     """Render the topic as RSS 2.0, with atom:link rel="self" and dc:creator authors."""
-    fg = _generator(_prepare_feed(feed), "rss", "application/rss+xml")
+    f = _prepare_feed(feed)
     with _RSS_LOCK:
+        fg, _ = _generator(f, "rss", "application/rss+xml")
         out: bytes = fg.rss_str(pretty=True, encoding="UTF-8", xml_declaration=True)
     return _RSS_TITLE.sub(_hex_escape_title, out)
 
@@ -442,24 +564,14 @@ def json_feed(feed: TopicFeed) -> bytes:
     f = _prepare_feed(feed)
     items = []
     for it in f.items:
-        entry: dict[str, Any] = {"id": it.id}
-        if it.link:
-            entry["url"] = it.link
-        entry["title"] = it.title
-        entry["content_html"] = it.content_html
-        if it.summary_text:
-            entry["summary"] = it.summary_text
-        entry["date_published"] = _rfc3339(it.published)
-        entry["date_modified"] = _rfc3339(it.updated)
-        entry["authors"] = [{"name": it.author}]
-        if it.matched:
-            entry["tags"] = list(it.matched)
-        ext: dict[str, Any] = {"source": it.source}
-        if it.source_url_known:
-            ext["source_url"] = it.source_url_known
-        ext["related"] = [{"url": url, "source": name} for url, name in it.related]
-        entry["_aggregator"] = ext
-        items.append(entry)
+        try:
+            entry = _json_item(it)
+            # A string json cannot encode (a lone surrogate) fails here, not the feed.
+            json.dumps(entry, ensure_ascii=False).encode("utf-8")
+        except Exception as exc:  # one entry never fails the feed
+            _left_out(f.slug, "json", it.link, it.id, exc)
+        else:
+            items.append(entry)
     doc = {
         "version": JSON_FEED_VERSION,
         "title": f.title,
@@ -469,6 +581,27 @@ def json_feed(feed: TopicFeed) -> bytes:
         "items": items,
     }
     return _json_bytes(doc)
+
+
+def _json_item(it: _Item) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": it.id}
+    if it.link:
+        entry["url"] = it.link
+    entry["title"] = it.title
+    entry["content_html"] = it.content_html
+    if it.summary_text:
+        entry["summary"] = it.summary_text
+    entry["date_published"] = _rfc3339(it.published)
+    entry["date_modified"] = _rfc3339(it.updated)
+    entry["authors"] = [{"name": it.author}]
+    if it.matched:
+        entry["tags"] = list(it.matched)
+    ext: dict[str, Any] = {"source": it.source}
+    if it.source_url_known:
+        ext["source_url"] = it.source_url_known
+    ext["related"] = [{"url": url, "source": name} for url, name in it.related]
+    entry["_aggregator"] = ext
+    return entry
 
 
 # --- OPML -------------------------------------------------------------------------------------
@@ -526,7 +659,7 @@ _FORMATS = (
 
 
 def _esc(text: str) -> str:
-    return html.escape(_clean_chars(text), quote=True)
+    return html.escape(xml_text(text), quote=True)
 
 
 def _time(dt: datetime | None) -> str:

@@ -53,6 +53,7 @@ import feedparser
 
 from aggregator import models
 from aggregator.errors import ParseError
+from aggregator.text import xml_text
 
 #: dates before or after these years are treated as missing (typos, epoch zero, 9999)
 MIN_YEAR = 1990
@@ -148,7 +149,10 @@ def parse(
         if not d.get("version"):
             raise ParseError("not a feed: no RSS, Atom or JSON Feed document", url)
 
-    entries = [_entry_from_feedparser(e, max_field, base or url, base) for e in raw_entries]
+    atom = str(d.get("version") or "").startswith("atom")
+    entries = [
+        _entry_from_feedparser(e, max_field, base or url, base, atom=atom) for e in raw_entries
+    ]
     entries = [e for e in entries if not _is_empty(e)]
     feed = d.get("feed") or {}
     return models.ParsedFeed(
@@ -706,9 +710,12 @@ def _absolute(base: str | None, link: str | None) -> str | None:
 
 
 def _entry_from_feedparser(
-    e: Any, max_field: int, url: str | None = None, base: str | None = None
+    e: Any, max_field: int, url: str | None = None, base: str | None = None, *, atom: bool = False
 ) -> models.ParsedEntry:
-    """`base`: resolve the entry's link against it (None: feedparser already did)."""
+    """`base`: resolve the entry's link against it (None: feedparser already did).
+
+    `atom`: the document is Atom, whose titles say whether they are text or markup.
+    """
     contents = e.get("content") or []
     content = ""
     for c in contents:
@@ -740,7 +747,22 @@ def _entry_from_feedparser(
         author=_cut(_text(e.get("author")), max_field),
         published=published or updated,
         updated=updated,
+        title_markup=_title_markup(e.get("title_detail")) if atom else None,
     )
+
+
+def _title_markup(detail: Any) -> bool | None:
+    """An Atom title's type attribute, as feedparser reports it: text, or (X)HTML.
+
+    Only Atom's is trusted: for RSS feedparser guesses "text/html" from the text
+    itself, and `normalize.clean_title` makes its own, stricter guess.
+    """
+    kind = detail.get("type") if isinstance(detail, dict) else None
+    if kind == "text/plain":
+        return False
+    if kind in ("text/html", "application/xhtml+xml"):
+        return True
+    return None
 
 
 def _struct_date(value: Any) -> datetime | None:
@@ -796,17 +818,13 @@ def _text(value: Any) -> str | None:
     return value or None
 
 
-#: characters XML 1.0 forbids: a feed's control characters or lone surrogates would make
-#: our own Atom/RSS output invalid, and a surrogate cannot even be stored as UTF-8
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
 def _cut(value: str | None, limit: int) -> str | None:
-    """Cut a text field to `limit` characters, without characters XML cannot carry."""
+    """Cut a text field to `limit` characters, without characters XML cannot carry
+    (a lone surrogate cannot even be stored as UTF-8)."""
     if value is None:
         return None
     value = value[:limit] if len(value) > limit else value
-    return _NOT_XML.sub("", value)
+    return xml_text(value)
 
 
 def _unique(entries: list[models.ParsedEntry]) -> list[models.ParsedEntry]:
