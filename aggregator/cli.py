@@ -349,8 +349,9 @@ def _last_poll(counts: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if counts is None:
         return None
     skipped = counts.get("skipped") or {}
+    at = store.parse_ts(counts.get("at"))
     return {
-        "at": counts.get("at"),
+        "at": at.isoformat() if at else None,  # as last_fetch
         **{k: counts.get(k, 0) for k in ("read", "new", "updated", "unchanged", "merged")},
         "skipped": {reason: skipped.get(reason, 0) for reason in models.SKIP_REASONS},
     }
