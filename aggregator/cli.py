@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from aggregator import __version__
+from aggregator import __version__, models
 from aggregator import config as config_mod
 from aggregator.errors import AggregatorError, ConfigError, StorageError
 from aggregator.ingest import pipeline as poll
@@ -159,7 +159,8 @@ def serve(ctx: click.Context) -> None:
 def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
     """Poll every feed (or one) once, store, dedupe, and exit.
 
-    Prints one line per feed (name, status, new, updated, seconds) and a total.
+    Prints one line per feed and a total: the items read, and what became of each
+    (read = new + updated + unchanged + merged + skipped, the skipped ones by reason).
 
     \b
     Example:
@@ -177,7 +178,9 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
         poll.sync(cfg, db)
         poller = poll.Poller(cfg)
         started = time.monotonic()
-        totals = {"new": 0, "updated": 0, "merged": 0, "errors": 0}
+        totals = {"new": 0, "updated": 0, "merged": 0, "unchanged": 0, "read": 0}
+        skipped: dict[str, int] = {}
+        errors = 0
         results = poll.poll_many(poller, feeds)
         width = max((len(f.name) for f in feeds), default=4)
         show_progress = sys.stderr.isatty() and len(feeds) > 1
@@ -185,13 +188,14 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
             results, length=len(feeds), file=sys.stderr if show_progress else io.StringIO()
         ) as bar:
             for r in bar:
-                totals["new"] += r.new
-                totals["updated"] += r.updated
-                totals["merged"] += r.merged
-                totals["errors"] += r.status == "error"
+                for k in totals:
+                    totals[k] += getattr(r, k)
+                skipped = models.add_counts(skipped, r.skipped)
+                errors += r.status == "error"
                 line = (
                     f"{r.feed:<{width}}  {r.status:<12} new={r.new:<4} updated={r.updated:<4} "
-                    f"merged={r.merged:<4} {r.seconds:6.2f}s"
+                    f"merged={r.merged:<4} unchanged={r.unchanged:<4} "
+                    f"{_skipped_text(r.skipped)} read={r.read:<4} {r.seconds:6.2f}s"
                 )
                 if r.error:
                     line += f"  {r.error}"
@@ -199,10 +203,17 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
         poller.close()
         publish.export_files(db, cfg)
         click.echo(
-            f"total: {len(feeds)} feeds, new={totals['new']} updated={totals['updated']} "
-            f"merged={totals['merged']} errors={totals['errors']} "
-            f"in {time.monotonic() - started:.2f}s"
+            f"total: {len(feeds)} feeds, "
+            + " ".join(f"{k}={n}" for k, n in totals.items())
+            + f" {_skipped_text(skipped)} errors={errors} in {time.monotonic() - started:.2f}s"
         )
+
+
+def _skipped_text(skipped: Mapping[str, int]) -> str:
+    """`skipped=3 (repeated_guid=2, no_content=1)`: the count, then each reason."""
+    total = sum(skipped.values())
+    reasons = ", ".join(f"{k}={n}" for k, n in sorted(skipped.items()) if n)
+    return f"skipped={total}" + (f" ({reasons})" if reasons else "")
 
 
 class _poll_lock:
@@ -294,6 +305,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                         "next_poll": s.next_poll.isoformat() if s.next_poll else None,
                         "next_reason": s.next_reason,
                         "next_detail": s.next_detail,
+                        "last_poll": _last_poll(s.last_counts),
+                        "skipped": s.skipped,
                     }
                     for s in rows
                 ],
@@ -302,7 +315,18 @@ def status(ctx: click.Context, as_json: bool) -> None:
             )
         )
         return
-    header = ("FEED", "LAST FETCH", "HTTP", "ENTRIES", "MERGED", "NEXT POLL", "WHY", "LAST ERROR")
+    header = (
+        "FEED",
+        "LAST FETCH",
+        "HTTP",
+        "ENTRIES",
+        "MERGED",
+        "LAST READ",
+        "SKIPPED",
+        "NEXT POLL",
+        "WHY",
+        "LAST ERROR",
+    )
     table = [header]
     for s in rows:
         moved = f" (moved to {s.url})" if s.url != s.config_url else ""
@@ -313,6 +337,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 str(s.last_status or "-"),
                 str(s.entries),
                 str(s.merges),
+                _last_read_text(s.last_counts),
+                ", ".join(f"{k}={n}" for k, n in s.skipped.items() if n) or "0",
                 _when(s.next_poll, now) if not s.gone else "never",
                 (s.next_detail or s.next_reason or "-") + moved,
                 (s.last_error or "")[:80],
@@ -321,6 +347,30 @@ def status(ctx: click.Context, as_json: bool) -> None:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _last_poll(counts: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The last poll that read the feed, with every skip reason (0 when none)."""
+    if counts is None:
+        return None
+    skipped = counts.get("skipped") or {}
+    at = store.parse_ts(counts.get("at"))
+    return {
+        "at": at.isoformat() if at else None,  # as last_fetch
+        **{k: counts.get(k, 0) for k in ("read", "new", "updated", "unchanged", "merged")},
+        "skipped": {reason: skipped.get(reason, 0) for reason in models.SKIP_REASONS},
+    }
+
+
+def _last_read_text(counts: Mapping[str, Any] | None) -> str:
+    """`50: 48 new, 2 skipped (repeated_guid)`: what the last read's items became."""
+    if counts is None:
+        return "-"
+    parts = [f"{counts[k]} {k}" for k in ("new", "updated", "unchanged", "merged") if counts.get(k)]
+    skipped = counts.get("skipped") or {}
+    if skipped:
+        parts.append(f"{sum(skipped.values())} skipped ({', '.join(sorted(skipped))})")
+    return f"{counts.get('read', 0)}: " + (", ".join(parts) or "none")
 
 
 @cli.command()

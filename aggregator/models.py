@@ -114,6 +114,30 @@ class ParsedFeed:
     #: a short digest of each item's bytes, concatenated: the next parse leaves out
     #: items it has seen byte for byte (None: the body was not cut into items)
     item_digests: bytes | None = None
+    #: items the body held, before any was left out or dropped
+    read: int = 0
+    #: items seen before and unchanged: left out as byte for byte those of the last
+    #: parsed body (and, once `prepare` ran, those whose stored content hash matches)
+    unchanged: int = 0
+    #: items dropped, by reason (`SKIP_REASONS`); absent reasons dropped none
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+
+#: why an item read from a feed is not stored, as `aggregator status` names it
+SKIP_REASONS: Mapping[str, str] = {
+    "no_content": "no title, link, id or text",
+    "over_max_entries": "over [polling] max_entries (the newest are kept)",
+    "repeated_guid": "a guid the document already listed (or, without a guid, its link)",
+}
+
+
+def add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """Two tallies by reason, summed (reasons with no count left out)."""
+    out = dict(a)
+    for k, n in b.items():
+        if n:
+            out[k] = out.get(k, 0) + n
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +168,19 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkMate:
+    """A stored entry with a new entry's canonical link (from the store, to `dedupe`)."""
+
+    story_id: int
+    feed: str
+    #: its link as published, fragment and all
+    link: str | None
+    title: str
+    #: its plain text (`Entry.text`); None for another feed's entry (never compared)
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PollResult:
     """The outcome of polling one feed; errors are values here, not exceptions."""
 
@@ -152,10 +189,19 @@ class PollResult:
     status: str
     #: HTTP status, None for network errors
     http_status: int | None = None
+    #: items the fetched body held; read = new + updated + unchanged + merged + skipped
+    read: int = 0
+    #: entries stored that started a story of their own
     new: int = 0
+    #: stored entries the outlet edited
     updated: int = 0
-    #: new entries that joined an existing story of another entry
+    #: items read at an earlier poll and unchanged since (stored then, or skipped then
+    #: and counted there)
+    unchanged: int = 0
+    #: entries stored that joined an existing story
     merged: int = 0
+    #: items not stored, by reason (`SKIP_REASONS`)
+    skipped: Mapping[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
     warning: str | None = None

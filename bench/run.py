@@ -214,7 +214,7 @@ def child_ours(config_path: str, profile: str | None) -> dict[str, Any]:
     new = 0
     for r in poll.poll_many(poller, cfg.feeds):
         counts[r.status] = counts.get(r.status, 0) + 1
-        new += r.new
+        new += r.new + r.merged  # entries stored, whether or not they joined a story
     poller.close()
     publish.export_files(db, cfg)
     seconds = time.perf_counter() - started
@@ -564,7 +564,7 @@ def bench_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
             poller = poll.Poller(cfg)
             t = time.perf_counter()
             result = poll.poll_feed(poller, cfg.feeds[0])
-            ingest_ms = (time.perf_counter() - t) * 1000 / max(1, result.new)
+            ingest_ms = (time.perf_counter() - t) * 1000 / max(1, result.new + result.merged)
             poller.close()
             set_round(base, 0)
             db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

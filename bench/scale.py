@@ -311,9 +311,10 @@ class Measure:
         result = None
         for _ in range(runs):
             ms, result = self._poll(new)
-            times.append(ms / max(1, result.new))
+            times.append(ms / max(1, result.new + result.merged))
         assert result is not None
-        return median(times), result.new, result.merged
+        # entries stored (new ones and those that joined a story), and the joined ones
+        return median(times), result.new + result.merged, result.merged
 
 
 @contextmanager

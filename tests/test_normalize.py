@@ -262,7 +262,8 @@ def test_key_prefers_guid_then_canonical_link_then_title_hash() -> None:
     with_link = normalize.normalize(
         parsed(link="/x?utm_source=rss#top", title="T"), "f", NOW, base_url="HTTPS://A.example/feed"
     )
-    assert with_link.key == "https://a.example/x"
+    # the anchor stays in the key: a page's posts are told apart by it
+    assert with_link.key == "https://a.example/x#top"
     assert with_link.link == "https://A.example/x?utm_source=rss#top"
     assert with_link.canonical_link == "https://a.example/x"
 

@@ -122,6 +122,19 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
     return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
+def post_fragment(link: str | None) -> str | None:
+    """The fragment of a link when it may name a post on its page, else None.
+
+    Weblogs put a day's posts on one page, each at its anchor (`.../21.html#a060647`):
+    the canonical link drops the fragment, and only this tells those posts apart.
+    A fragment holding "=" is a click tracker (`#xtor=RSS-3`), not an anchor.
+    """
+    if not link or "#" not in link:
+        return None
+    fragment = link.split("#", 1)[1].strip()
+    return fragment if fragment and "=" not in fragment else None
+
+
 def absolute_url(url: str | None, base: str | None = None) -> str | None:
     """Resolve `url` against `base`; None unless the result is an http(s) URL."""
     if not url:
@@ -300,7 +313,9 @@ def identity(entry: models.ParsedEntry, base_url: str | None = None) -> Identity
     if guid:
         key = guid
     elif canonical:
-        key = canonical
+        # the posts of one page are told apart by their anchors
+        fragment = post_fragment(link)
+        key = f"{canonical}#{fragment}" if fragment else canonical
     elif title:
         # No identity from the feed: the title is what stays put across polls.
         key = "sha1:" + hashlib.sha1(title.encode("utf-8")).hexdigest()

@@ -18,10 +18,11 @@ import pickle
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from aggregator.config import Config, FeedConfig
@@ -151,19 +152,19 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         poller.writer.run(lambda w, tx: _record_success(w, feed, fetched, decision, now, None))
         return _result(feed, "not_modified", fetched, decision, started)
 
-    def write(w: store.Store, tx: Transaction) -> tuple[int, int, int, schedule.Decision]:
-        new, updated, merged = _store_entries(poller, w, tx, prepared, now)
+    def write(w: store.Store, tx: Transaction) -> tuple[Counts, schedule.Decision]:
+        counts = _store_entries(poller, w, tx, prepared, now).of_feed(parsed)
         outcome = schedule.Outcome.from_fetch(
             fetched,
             hint_seconds=parsed.hint_seconds,
             entries_per_week=_rhythm(w, feed, policy, now),
         )
         decision = _decide(poller, state, outcome, policy, now)
-        _record_success(w, feed, fetched, decision, now, parsed)
-        return new, updated, merged, decision
+        _record_success(w, feed, fetched, decision, now, parsed, counts)
+        return counts, decision
 
-    new, updated, merged, decision = poller.writer.run(write)
-    if new or updated:
+    counts, decision = poller.writer.run(write)
+    if counts.new or counts.merged or counts.updated:
         for callback in poller.on_change:
             callback()
     return _result(
@@ -172,9 +173,12 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         fetched,
         decision,
         started,
-        new=new,
-        updated=updated,
-        merged=merged,
+        read=counts.read,
+        new=counts.new,
+        updated=counts.updated,
+        unchanged=counts.unchanged,
+        merged=counts.merged,
+        skipped=counts.skipped,
         warning=parsed.warning,
     )
 
@@ -182,9 +186,14 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
 def _find_story(
     poller: Poller, db: store.Store, p: prepare.Prepared, now: datetime, freq: Transaction
 ) -> int | None:
-    """The story a new entry belongs to: same link or guid, else a near-duplicate."""
+    """The story a new entry belongs to: the same post at its link (`dedupe.same_post`),
+    or the same guid, else a near-duplicate."""
     entry = p.entry
-    story_id = db.story_by_link(entry.canonical_link, entry.guid)
+    story_id = None
+    if entry.canonical_link:
+        story_id = dedupe.link_story(entry, db.link_mates(entry.canonical_link, entry.feed))
+    if story_id is None:
+        story_id = db.story_by_guid(entry.guid)
     if story_id is not None:
         return story_id
     window = poller.config.dedupe.window
@@ -218,15 +227,51 @@ def _find_story(
     return dedupe.decide(entry, candidates, now=now, window=window, sig=p.sig, weights=freq.weights)
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What one poll did with the items it read: read = new + updated + unchanged +
+    merged + skipped, whatever stage settled each."""
+
+    read: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = 0
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+    def of_feed(self, parsed: ParsedFeed) -> Counts:
+        """The stored entries' counts with what parse and prepare settled."""
+        return Counts(
+            read=parsed.read,
+            new=self.new,
+            updated=self.updated,
+            unchanged=self.unchanged + parsed.unchanged,
+            merged=self.merged,
+            skipped=dict(parsed.skipped),
+        )
+
+    def record(self, now: datetime) -> dict[str, Any]:
+        """As stored (`FeedStatus.last_counts`)."""
+        return {
+            "at": store.ts(now),
+            "read": self.read,
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "merged": self.merged,
+            "skipped": dict(self.skipped),
+        }
+
+
 def _store_entries(
     poller: Poller,
     db: store.Store,
     freq: Transaction,
     prepared: Sequence[prepare.Prepared],
     now: datetime,
-) -> tuple[int, int, int]:
+) -> Counts:
     """Insert or update each entry, joining stories; inside the caller's transaction."""
-    new = updated = merged = 0
+    new = updated = merged = unchanged = 0
     touched: set[int] = set()
     # Oldest first: feeds list newest first, and the older copy should lead its story.
     for p in sorted(prepared, key=lambda p: p.entry.published):
@@ -239,9 +284,12 @@ def _store_entries(
                 touched.add(existing.story_id)
                 updated += 1
                 _add_to_topics(db, existing.story_id, p.matches)
+            else:  # stored meanwhile by another process
+                unchanged += 1
             continue
         story_id = _find_story(poller, db, p, now, freq)
         if story_id is None:
+            new += 1
             story_id = db.new_story(entry.published, now, poller.host)
             db.add_new_story_to_topics(story_id, entry.published, p.matches)
         else:
@@ -253,9 +301,8 @@ def _store_entries(
         db.add_entry_keys(entry_id, p.keys, entry.published)
         freq.add(p.terms)
         touched.add(story_id)
-        new += 1
     db.bump_topics_of(touched)
-    return new, updated, merged
+    return Counts(new=new, updated=updated, unchanged=unchanged, merged=merged)
 
 
 def _add_to_topics(db: store.Store, story_id: int, matches: dict[str, tuple[str, ...]]) -> None:
@@ -287,6 +334,7 @@ def _record_success(
     decision: schedule.Decision,
     now: datetime,
     parsed: ParsedFeed | None,
+    counts: Counts | None = None,
 ) -> None:
     db.record_fetch(
         feed.name,
@@ -308,6 +356,7 @@ def _record_success(
         site_link=parsed.link if parsed else None,
         language=parsed.language if parsed else None,
         item_digests=parsed.item_digests if parsed else None,
+        counts=counts.record(now) if counts else None,
     )
 
 
@@ -376,9 +425,13 @@ def _result(
 
 def _log_line(r: PollResult) -> str:
     line = (
-        f"feed={r.feed} status={r.status} http={r.http_status or '-'} new={r.new} "
-        f"updated={r.updated} merged={r.merged} seconds={r.seconds:.2f}"
+        f"feed={r.feed} status={r.status} http={r.http_status or '-'} read={r.read} "
+        f"new={r.new} updated={r.updated} unchanged={r.unchanged} merged={r.merged} "
+        f"skipped={sum(r.skipped.values())}"
     )
+    for reason, n in sorted(r.skipped.items()):
+        line += f" skipped_{reason}={n}"
+    line += f" seconds={r.seconds:.2f}"
     if r.error:
         line += f" error={json.dumps(r.error, ensure_ascii=False)}"
     return line

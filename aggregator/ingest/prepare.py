@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from aggregator import models
 from aggregator.config import Config
 from aggregator.ingest import normalize, parse
 from aggregator.match import dedupe, topics
@@ -77,8 +78,11 @@ def parse_and_prepare(
 ) -> tuple[ParsedFeed, list[Prepared]]:
     """Parse a fetched body and prepare its new and edited entries: pure, so it runs
     in a parse process as well as in the poll thread. The feed comes back without
-    its entries, which only the prepared ones need. `known_items` is the feed's
-    stored `item_digests`: items seen byte for byte are not parsed again."""
+    its entries, which only the prepared ones need, and with its counts completed:
+    items stored unchanged, and a key the document repeats (two items without a
+    guid linking one page) skipped as a repeated guid, the first one kept.
+    `known_items` is the feed's stored `item_digests`: items seen byte for byte
+    are not parsed again."""
     parsed = parse.parse(
         body,
         headers,
@@ -88,12 +92,26 @@ def parse_and_prepare(
     )
     matchers = _matchers(matchers_blob)
     prepared = []
+    seen: set[str] = set()
+    unchanged = repeated = 0
     for p in parsed.entries:
         ident = normalize.identity(p, url)
-        if stored.get(ident.key) != ident.content_hash:
-            entry = normalize.normalize(p, feed, now, base_url=url, ident=ident)
-            prepared.append(prepare_entry(matchers, entry, parsed.language))
-    return dataclasses.replace(parsed, entries=()), prepared
+        if ident.key in seen:
+            repeated += 1
+            continue
+        seen.add(ident.key)
+        if stored.get(ident.key) == ident.content_hash:
+            unchanged += 1
+            continue
+        entry = normalize.normalize(p, feed, now, base_url=url, ident=ident)
+        prepared.append(prepare_entry(matchers, entry, parsed.language))
+    counted = dataclasses.replace(
+        parsed,
+        entries=(),
+        unchanged=parsed.unchanged + unchanged,
+        skipped=models.add_counts(parsed.skipped, {"repeated_guid": repeated}),
+    )
+    return counted, prepared
 
 
 _matcher_cache: dict[bytes, list[TopicMatcher]] = {}

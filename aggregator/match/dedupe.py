@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aggregator import models
+from aggregator.ingest import normalize
 from aggregator.text import fold, stem, words
 from aggregator.text import keys as word_keys
 
@@ -256,7 +257,7 @@ class Signature:
         return cls(frozenset(title.split()), frozenset(lead.split()), frozenset(figs.split()))
 
 
-def _body(title: str, text: str) -> str:
+def body_text(title: str, text: str) -> str:
     """The text without the title in front (Entry.text starts with the title)."""
     t = title.strip()
     body = text.lstrip()
@@ -275,7 +276,7 @@ def analyze(title: str, text: str) -> tuple[Signature, list[str]]:
     words: folding and stemming are most of an entry's dedupe cost."""
     title_tokens = tokens(title)
     title_terms = frozenset(title_tokens)
-    lead = _distinct(_iter_tokens(_body(title, text)[:LEAD_CHARS]), LEAD_TERMS, title_terms)
+    lead = _distinct(_iter_tokens(body_text(title, text)[:LEAD_CHARS]), LEAD_TERMS, title_terms)
     sig = Signature(title_terms, frozenset(lead), figures(title))
     return sig, _keys(title_tokens, lead)
 
@@ -472,6 +473,39 @@ def _cross(a: Signature, b: Signature, w: IdfWeights) -> float:
     x = sum(w[t] for t in a_in_b) / w.mass(a.title)
     y = sum(w[t] for t in b_in_a) / w.mass(b.title)
     return (0.5 * min(x, y) + (x + y) / 2) / 1.5
+
+
+def same_post(entry: models.Entry, mate: models.LinkMate) -> bool:
+    """Whether a stored entry with the new entry's canonical link is the same post.
+
+    Sharing a page says they are; anything that says they are not wins:
+    - both links name an anchor on the page, and not the same one (a weblog's
+      day page holds many posts, each at its anchor);
+    - they are two items of one feed (two ids) whose titles, or texts, both
+      present, differ: the outlet itself lists two posts. The same words under a
+      new id are a re-run, and joining it hides nothing.
+    Across feeds only the anchor counts: outlets retitle and rewrite one article.
+    """
+    mine, theirs = normalize.post_fragment(entry.link), normalize.post_fragment(mate.link)
+    if mine and theirs and mine != theirs:
+        return False
+    if entry.feed == mate.feed:
+        if entry.title and mate.title and entry.title != mate.title:
+            return False
+        mine_text = body_text(entry.title, entry.text).strip()
+        theirs_text = body_text(mate.title, mate.text or "").strip()
+        if mine_text and theirs_text and mine_text != theirs_text:
+            return False
+    return True
+
+
+def link_story(entry: models.Entry, mates: Sequence[models.LinkMate]) -> int | None:
+    """The story of the first stored entry with this canonical link that is the
+    same post (`same_post`), or None."""
+    for mate in mates:
+        if same_post(entry, mate):
+            return mate.story_id
+    return None
 
 
 def decide(

@@ -16,13 +16,22 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aggregator.errors import StorageError
-from aggregator.models import Entry, FeedItem, FeedState, Related, TopicFeed, TopicSummary
+from aggregator.models import (
+    SKIP_REASONS,
+    Entry,
+    FeedItem,
+    FeedState,
+    LinkMate,
+    Related,
+    TopicFeed,
+    TopicSummary,
+)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -241,6 +250,34 @@ def _m0006_term_count_log(db: sqlite_utils.Database) -> None:
     )
 
 
+#: the reasons an item is skipped (`models.SKIP_REASONS`), each counted in a column
+#: `skipped_<reason>` of feeds
+_SKIP_COLUMNS = {reason: f"skipped_{reason}" for reason in SKIP_REASONS}
+
+
+@_migration("0007_feed_entry_counts")
+def _m0007_feed_entry_counts(db: sqlite_utils.Database) -> None:
+    # Every item a poll reads is accounted for: the figures of the last poll that
+    # read the feed (JSON), and every item ever skipped, by reason.
+    db.execute("ALTER TABLE feeds ADD COLUMN last_counts TEXT")
+    for column in ("skipped_no_content", "skipped_over_max_entries", "skipped_repeated_guid"):
+        db.execute(f"ALTER TABLE feeds ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+
+
+@_migration("0008_entry_keys_with_anchor")
+def _m0008_entry_keys_with_anchor(db: sqlite_utils.Database) -> None:
+    # An item without a guid is keyed by its link, now with the anchor that names a
+    # post on its page (normalize.post_fragment): the stored keys follow, so those
+    # items are not taken for new ones. OR IGNORE: a key already taken stays.
+    db.execute(
+        "UPDATE OR IGNORE entries "
+        "SET key = canonical_link || '#' || substr(link, instr(link, '#') + 1) "
+        "WHERE guid IS NULL AND key = canonical_link AND instr(link, '#') > 0 "
+        "AND trim(substr(link, instr(link, '#') + 1)) != '' "
+        "AND instr(substr(link, instr(link, '#') + 1), '=') = 0"
+    )
+
+
 def ts(dt: datetime) -> str:
     """Format a time for storage: fixed-width UTC, so text order is time order.
 
@@ -318,6 +355,11 @@ class FeedStatus:
     gone: bool
     entries: int
     merges: int
+    #: the figures of the last poll that read the feed (read, new, updated, unchanged,
+    #: merged, skipped by reason, at); None before the first
+    last_counts: dict[str, Any] | None = None
+    #: items ever skipped, by reason (`models.SKIP_REASONS`, every reason present)
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 class Store:
@@ -514,8 +556,12 @@ class Store:
         site_link: str | None = None,
         language: str | None = None,
         item_digests: bytes | None = None,
+        counts: Mapping[str, Any] | None = None,
     ) -> None:
-        """Store one fetch's outcome; call inside `write()` (with the entries)."""
+        """Store one fetch's outcome; call inside `write()` (with the entries).
+
+        `counts`: what a poll that read the body did with its items (as
+        `FeedStatus.last_counts`); its skipped ones are added to the totals."""
         sets = [
             "last_fetch = :at",
             "last_status = :status",
@@ -557,6 +603,14 @@ class Store:
                 params["language"] = language
                 # written with the entries they describe, in the same transaction
                 params["item_digests"] = item_digests
+        if counts is not None:
+            sets.append("last_counts = :counts")
+            params["counts"] = json.dumps(counts, sort_keys=True)
+            skipped = counts.get("skipped") or {}
+            for reason, column in _SKIP_COLUMNS.items():
+                if skipped.get(reason):
+                    sets.append(f"{column} = {column} + :{column}")
+                    params[column] = int(skipped[reason])
         if url is not None:
             sets.append("url = :url")
             params["url"] = url
@@ -573,7 +627,8 @@ class Store:
             "SELECT f.name, f.config_url, f.url, f.title, f.last_fetch, f.last_status, "
             "f.last_error, f.last_success, f.warning, f.failures, f.next_poll, "
             "f.next_reason, f.next_detail, f.gone, "
-            "(SELECT count(*) FROM entries e WHERE e.feed = f.name), f.merges "
+            "(SELECT count(*) FROM entries e WHERE e.feed = f.name), f.merges, "
+            f"f.last_counts, {', '.join('f.' + c for c in _SKIP_COLUMNS.values())} "
             "FROM feeds f ORDER BY f.name"
         ).fetchall()
         return [
@@ -594,6 +649,8 @@ class Store:
                 gone=bool(r[13]),
                 entries=r[14],
                 merges=r[15],
+                last_counts=json.loads(r[16]) if r[16] else None,
+                skipped=dict(zip(_SKIP_COLUMNS, r[17:], strict=True)),
             )
             for r in rows
         ]
@@ -632,15 +689,22 @@ class Store:
         ).fetchone()
         return StoredEntry(*row) if row else None
 
-    def story_by_link(self, canonical_link: str | None, guid: str | None) -> int | None:
-        """A story that already has this canonical link, or this guid, from any feed."""
-        if canonical_link:
-            sid = self._one(
-                "SELECT story_id FROM entries WHERE canonical_link = ? ORDER BY id LIMIT 1",
-                (canonical_link,),
+    def link_mates(self, canonical_link: str, feed: str, limit: int = 64) -> list[LinkMate]:
+        """The oldest `limit` stored entries with this canonical link, for
+        `dedupe.link_story`; the text only of `feed`'s own (the rest is never
+        compared, and can be 200 kB). Bounded: a feed whose every item links its
+        home page would otherwise read them all for each new one."""
+        return [
+            LinkMate(*r)
+            for r in self.conn.execute(
+                "SELECT story_id, feed, link, title, CASE WHEN feed = ? THEN text END "
+                "FROM entries WHERE canonical_link = ? ORDER BY id LIMIT ?",
+                (feed, canonical_link, limit),
             )
-            if sid is not None:
-                return int(sid)
+        ]
+
+    def story_by_guid(self, guid: str | None) -> int | None:
+        """A story that already has this guid, from any feed."""
         # A guid that is a URL or otherwise globally unique identifies the article;
         # short numeric guids are per-feed counters and would join unrelated stories.
         if guid and len(guid) >= 16 and not guid.isdigit():
@@ -989,7 +1053,8 @@ class Store:
             marks = ",".join("?" * len(ids))
             for r in self.conn.execute(
                 f"SELECT e.story_id, e.feed, e.title, e.link, e.summary_html, e.content_html, "
-                f"e.author, e.updated, f.site_link, f.url FROM entries e "
+                f"e.author, e.updated, f.site_link, f.url, length(e.text) - length(e.title) "
+                f"FROM entries e "
                 f"JOIN feeds f ON f.name = e.feed "
                 f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
                 ids,
@@ -1001,6 +1066,10 @@ class Store:
             if not group:
                 continue
             first = group[0]
+            # The story shows its best copy: a title while any member has one, and the
+            # fullest text; the link, outlet and id stay the first entry's.
+            title = first[2] or next((g[2] for g in group if g[2]), "")
+            fullest = max(group, key=lambda g: g[10] or 0)  # the earliest of equals
             # Every other outlet is named once, even when it published the same URL.
             related = []
             seen_feeds = {first[1]}
@@ -1012,10 +1081,10 @@ class Store:
             items.append(
                 FeedItem(
                     id=uid,
-                    title=first[2],
+                    title=title,
                     link=first[3],
-                    summary_html=first[4],
-                    content_html=first[5],
+                    summary_html=fullest[4],
+                    content_html=fullest[5],
                     author=first[6],
                     source=feed_titles.get(first[1], first[1]),
                     source_url=first[8] or first[9],

@@ -113,8 +113,8 @@ def parse(
         base = None
     else:
         response_headers.pop("content-location", None)
-    body = _trim(body, max_entries)
-    digests, reduced = _known_left_out(body, known_items)
+    body, trimmed = _trim(body, max_entries)
+    digests, reduced, left_out = _known_left_out(body, known_items)
     d = None
     if reduced is not None:
         reduced = _fix_char_refs(reduced)
@@ -123,6 +123,7 @@ def parse(
         if d.get("bozo") and not isinstance(d.get("bozo_exception"), _HARMLESS):
             d = None  # cut where the markup did not allow it: the whole body decides
     if d is None:
+        left_out = 0
         # (an encoding override is bozo too: the repair below always has the whole body)
         body = _fix_char_refs(body)
         _screen_elements(body, url)
@@ -153,16 +154,19 @@ def parse(
     entries = [
         _entry_from_feedparser(e, max_field, base or url, base, atom=atom) for e in raw_entries
     ]
-    entries = [e for e in entries if not _is_empty(e)]
+    kept, skipped = _keep(entries, max_entries)
     feed = d.get("feed") or {}
     return models.ParsedFeed(
         title=_cut(_text(feed.get("title")), max_field),
         link=_cut(_absolute(base, _text(feed.get("link"))), max_field),
-        entries=_cap(_unique(entries), max_entries),
+        entries=kept,
         hint_seconds=_hint_seconds(feed),
         warning=_describe(exc) if bozo else repair_note,
         language=_language(feed.get("language") or d.get("headers", {}).get("content-language")),
         item_digests=digests,
+        read=trimmed + left_out + len(raw_entries),
+        unchanged=left_out,
+        skipped=models.add_counts(skipped, {"over_max_entries": trimmed}),
     )
 
 
@@ -203,9 +207,10 @@ def _digested_items(body: bytes) -> list[tuple[int, int, bytes]] | None:
     ]
 
 
-def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None, bytes | None]:
-    """The digests of the body's items, and the body without the known ones (None
-    when no item is known, or the body cannot be cut into items).
+def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None, bytes | None, int]:
+    """The digests of the body's items, the body without the known ones (None
+    when no item is known, or the body cannot be cut into items), and how many
+    were left out.
 
     Only byte-identical items are left out: an item the outlet edited has new bytes
     and is parsed again, so edits are still seen. The bytes between items (the
@@ -214,10 +219,11 @@ def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None,
     """
     items = _digested_items(body)
     if not items:
-        return None, None
+        return None, None, 0
     blob = b"".join(digest for _, _, digest in items)
-    if not any(digest in known for _, _, digest in items):
-        return blob, None
+    left_out = sum(digest in known for _, _, digest in items)
+    if not left_out:
+        return blob, None, 0
     out = bytearray()
     position = 0
     for start, end, digest in items:
@@ -226,7 +232,7 @@ def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None,
             out += body[start:end]
         position = end
     out += body[position:]
-    return blob, bytes(out)
+    return blob, bytes(out), left_out
 
 
 def _language(value: object) -> str | None:
@@ -428,7 +434,7 @@ _ITEM_DATE = re.compile(
 )
 
 
-def _trim(body: bytes, max_entries: int) -> bytes:
+def _trim(body: bytes, max_entries: int) -> tuple[bytes, int]:
     """Drop all but the newest 2 x `max_entries` items before feedparser sees the body.
 
     feedparser costs about 0.25 ms and a few kB per entry, so a 16 MB feed of 100,000
@@ -437,22 +443,22 @@ def _trim(body: bytes, max_entries: int) -> bytes:
     `_cap` orders them) and everything between items, so feedparser still does the
     real parse, on at most twice the cap. The margin leaves room for the duplicates
     and empty items dropped later. ASCII-compatible encodings only: a UTF-16 body is
-    left whole.
+    left whole. Also returns how many items were dropped.
     """
     keep = 2 * max_entries
     head = body[:4]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
-        return body
+        return body, 0
     count = 0
     for _ in _ITEM_START.finditer(body):
         count += 1
         if count > keep:
             break
     else:
-        return body
+        return body, 0
     spans = _item_spans(body)
     if spans is None or len(spans) <= keep:
-        return body
+        return body, 0
     floor = datetime.min.replace(tzinfo=UTC)
     order = sorted(
         range(len(spans)),
@@ -468,7 +474,7 @@ def _trim(body: bytes, max_entries: int) -> bytes:
             out += body[start:end]
         position = end
     out += body[position:]
-    return bytes(out)
+    return bytes(out), len(spans) - keep
 
 
 def _item_spans(
@@ -597,8 +603,10 @@ def _parse_json(
         warning = f"JSON Feed without a known version: {str(version)[:80]!r}"
 
     entries = []
+    not_objects = 0
     for item in doc["items"]:
         if not isinstance(item, dict):
+            not_objects += 1
             continue
         link = _text(item.get("url")) or _text(item.get("external_url"))
         if link and url:
@@ -621,12 +629,15 @@ def _parse_json(
                 updated=updated,
             )
         )
+    kept, skipped = _keep(entries, max_entries)
     return models.ParsedFeed(
         title=_cut(_text(doc.get("title")), max_field),
         link=_cut(_text(doc.get("home_page_url")), max_field),
-        entries=_cap(_unique(entries), max_entries),
+        entries=kept,
         warning=warning,
         language=_language(doc.get("language")),
+        read=len(doc["items"]),
+        skipped=models.add_counts(skipped, {"no_content": not_objects}),
     )
 
 
@@ -827,33 +838,45 @@ def _cut(value: str | None, limit: int) -> str | None:
     return xml_text(value)
 
 
-def _unique(entries: list[models.ParsedEntry]) -> list[models.ParsedEntry]:
-    """Drop repeated guids; the first occurrence in document order wins."""
+def _keep(
+    entries: list[models.ParsedEntry], max_entries: int
+) -> tuple[tuple[models.ParsedEntry, ...], dict[str, int]]:
+    """The entries a poll stores: empty ones, repeated guids (the first occurrence
+    in document order wins) and those past the cap dropped; and how many for each
+    reason (`models.SKIP_REASONS`)."""
+    filled = [i for i, e in enumerate(entries) if not _is_empty(e)]
     seen: set[str] = set()
-    kept = []
-    for entry in entries:
-        if entry.guid is not None:
-            if entry.guid in seen:
+    unique = []
+    for i in filled:
+        guid = entries[i].guid
+        if guid is not None:
+            if guid in seen:
                 continue
-            seen.add(entry.guid)
-        kept.append(entry)
-    return kept
+            seen.add(guid)
+        unique.append(i)
+    kept = _cap([entries[i] for i in unique], max_entries)
+    kept_at = {unique[k] for k in kept}
+    skipped = {
+        "no_content": len(entries) - len(filled),
+        "repeated_guid": len(filled) - len(unique),
+        "over_max_entries": len(unique) - len(kept),
+    }
+    return tuple(entries[i] for i in sorted(kept_at)), {k: n for k, n in skipped.items() if n}
 
 
-def _cap(entries: list[models.ParsedEntry], limit: int) -> tuple[models.ParsedEntry, ...]:
-    """Keep the newest `limit` entries (dated ones first), in document order."""
+def _cap(entries: list[models.ParsedEntry], limit: int) -> list[int]:
+    """The positions of the newest `limit` entries (dated ones first), in order."""
     if len(entries) <= limit:
-        return tuple(entries)
+        return list(range(len(entries)))
     if limit <= 0:
-        return ()
+        return []
     floor = datetime.min.replace(tzinfo=UTC)
     order = sorted(
         range(len(entries)),
         key=lambda i: (entries[i].published is not None, entries[i].published or floor, -i),
         reverse=True,
     )
-    keep = sorted(order[:limit])
-    return tuple(entries[i] for i in keep)
+    return sorted(order[:limit])
 
 
 def _describe(exc: BaseException | None) -> str:
