@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 #: a fetched feed with at most this many items not seen before is parsed in its poll
 #: thread, not in a parse process
 INLINE_ITEMS = 5
+#: a changed feed is parsed whole (no item left out by digest) once this long after
+#: its last whole parse, so retention learns which stored entries it no longer carries
+FULL_READ_EVERY = timedelta(hours=12)
 
 
 class TermStats:
@@ -255,17 +258,22 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         now = now or _now()
         parsed: ParsedFeed | None = None
         prepared: list[prepare.Prepared] = []
+        unchanged: list[str] = []
+        full_read = False
         if fetched.status == 200:
             # Most of a changed feed's items are the ones already stored: topic matching
             # and dedupe keys are the costly part of an entry, so only new and edited
             # ones pay it. (Only this feed's poll writes this feed's entries, so the
             # read stays true.)
             known = db.item_digests(feed.name)
+            last_full = db.full_read_at(feed.name)
+            if known is None or last_full is None or now - last_full >= FULL_READ_EVERY:
+                known, full_read = None, True
             # A feed that brings a few new items (the steady state) is parsed here:
             # shipping it to a parse process costs more than those items, and a daemon
             # whose polls are all like that never starts one (less memory).
             unseen = parse.unseen_items(fetched.body, parse.item_digests(known))
-            parsed, prepared = poller.parsers.run(
+            parsed, prepared, unchanged = poller.parsers.run(
                 prepare.parse_and_prepare,
                 fetched.body,
                 fetched.headers,
@@ -291,14 +299,14 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         return _result(feed, "not_modified", fetched, decision, started)
 
     def write(w: store.Store, tx: _Transaction) -> tuple[int, int, int, schedule.Decision]:
-        new, updated, merged = _store_entries(poller, w, tx, prepared, now)
+        new, updated, merged = _store_entries(poller, w, tx, feed.name, prepared, unchanged, now)
         outcome = schedule.Outcome.from_fetch(
             fetched,
             hint_seconds=parsed.hint_seconds,
             entries_per_week=_rhythm(w, feed, policy, now),
         )
         decision = _decide(poller, state, outcome, policy, now)
-        _record_success(w, feed, fetched, decision, now, parsed)
+        _record_success(w, feed, fetched, decision, now, parsed, full_read=full_read)
         return new, updated, merged, decision
 
     new, updated, merged, decision = poller.writer.run(write)
@@ -633,17 +641,22 @@ def _store_entries(
     poller: Poller,
     db: store.Store,
     freq: _Transaction,
+    feed: str,
     prepared: Sequence[prepare.Prepared],
+    unchanged: Sequence[str],
     now: datetime,
 ) -> tuple[int, int, int]:
-    """Insert or update each entry, joining stories; inside the caller's transaction."""
+    """Insert or update each entry, joining stories, and mark the ones already
+    stored as seen; inside the caller's transaction."""
     new = updated = merged = 0
     touched: set[int] = set()
+    seen = list(unchanged)
     # Oldest first: feeds list newest first, and the older copy should lead its story.
     for p in sorted(prepared, key=lambda p: p.entry.published):
         entry = p.entry
         existing = db.entry_by_key(entry.feed, entry.key)
         if existing is not None:
+            seen.append(entry.key)
             if existing.content_hash != entry.content_hash:
                 db.update_entry(existing.id, entry, now)
                 db.touch_story(existing.story_id, now)
@@ -665,6 +678,7 @@ def _store_entries(
         freq.add(p.terms)
         touched.add(story_id)
         new += 1
+    db.mark_seen(feed, seen, now)
     db.bump_topics_of(touched)
     return new, updated, merged
 
@@ -698,6 +712,8 @@ def _record_success(
     decision: schedule.Decision,
     now: datetime,
     parsed: ParsedFeed | None,
+    *,
+    full_read: bool = False,
 ) -> None:
     db.record_fetch(
         feed.name,
@@ -719,6 +735,7 @@ def _record_success(
         site_link=parsed.link if parsed else None,
         language=parsed.language if parsed else None,
         item_digests=parsed.item_digests if parsed else None,
+        full_read=full_read,
     )
 
 

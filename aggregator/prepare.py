@@ -73,11 +73,12 @@ def parse_and_prepare(
     stored: dict[str, str],
     matchers_blob: bytes,
     known_items: bytes | None = None,
-) -> tuple[ParsedFeed, list[Prepared]]:
+) -> tuple[ParsedFeed, list[Prepared], list[str]]:
     """Parse a fetched body and prepare its new and edited entries: pure, so it runs
     in a parse process as well as in the poll thread. The feed comes back without
-    its entries, which only the prepared ones need. `known_items` is the feed's
-    stored `item_digests`: items seen byte for byte are not parsed again."""
+    its entries, which only the prepared ones need, and with the keys of the parsed
+    entries that are stored unchanged (retention marks them seen). `known_items` is
+    the feed's stored `item_digests`: items seen byte for byte are not parsed again."""
     parsed = parse.parse(
         body,
         headers,
@@ -87,12 +88,15 @@ def parse_and_prepare(
     )
     matchers = _matchers(matchers_blob)
     prepared = []
+    unchanged = []
     for p in parsed.entries:
         ident = normalize.identity(p, url)
         if stored.get(ident.key) != ident.content_hash:
             entry = normalize.normalize(p, feed, now, base_url=url, ident=ident)
             prepared.append(prepare_entry(matchers, entry, parsed.language))
-    return dataclasses.replace(parsed, entries=()), prepared
+        else:
+            unchanged.append(ident.key)
+    return dataclasses.replace(parsed, entries=()), prepared, unchanged
 
 
 _matcher_cache: dict[bytes, list[TopicMatcher]] = {}
