@@ -28,7 +28,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from aggregator.config import Config, FeedConfig
+from aggregator.config import Config, FeedConfig, format_duration
 from aggregator.ingest import pipeline as poll
 from aggregator.ingest import schedule
 from aggregator.models import PollResult
@@ -241,14 +241,21 @@ class Daemon:
 
     def _prune(self) -> None:
         db = store.for_thread(self.config.database.path)
-        removed = db.prune(datetime.now(UTC) - self.config.database.keep)
+        keep = self.config.database.keep
+        removed = db.prune(datetime.now(UTC) - keep, [f.name for f in self.config.feeds])
         if removed:
             with db.write():  # the writer lock: no poll is deciding with the counts
                 # the prune folded every logged count into term_df: none is pending
                 self.poller.terms.fold(db)
                 self.poller.terms.forget()
             self.cache.invalidate()
-            log.info("pruned %d entries older than %s", removed, self.config.database.keep)
+            self._export()
+        log.info(
+            "pruned %d entries first stored over %s ago and no longer in their feed%s",
+            sum(removed.values()),
+            format_duration(keep),
+            ": " + " ".join(f"{feed}={n}" for feed, n in removed.items()) if removed else "",
+        )
 
     def _watchdog(self) -> None:
         # WATCHDOG=1 only while the scheduler is alive, so systemd restarts a wedged daemon.

@@ -282,25 +282,29 @@ def test_gone_feed_is_not_polled_again(server: FeedServer, make_config: Make) ->
     assert len(server.requests_for("/gone.xml")) == 1
 
 
-def test_retention_prunes_old_entries_and_keeps_ids(server: FeedServer, make_config: Make) -> None:
+def test_retention_prunes_what_left_the_feed_and_keeps_ids(
+    server: FeedServer, make_config: Make
+) -> None:
+    """Both items are dated long ago; both were first stored 200 days ago. The one
+    the feed still carries stays, the one it dropped goes, the kept story's id holds."""
     now = datetime.now(UTC)
-    old = (now - timedelta(days=200)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    new = (now - timedelta(days=1)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    server.add(
-        "/f.xml",
-        rss(
-            item("old", "Old story", "http://x.example/o", old)
-            + item("new", "New story", "http://x.example/n", new)
-        ).encode(),
+    date = (now - timedelta(days=400)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    both = item("old", "Old story", "http://x.example/o", date) + item(
+        "kept", "Kept story", "http://x.example/k", date
     )
+    server.add("/f.xml", rss(both).encode())
     cfg = make_config([("f", server.url("/f.xml"))])
-    run_poll(cfg)
+    run_poll(cfg, now - timedelta(days=200))
     [(uid,)] = rows(
-        cfg, "SELECT s.uid FROM stories s JOIN entries e ON e.story_id = s.id WHERE e.key = 'new'"
+        cfg, "SELECT s.uid FROM stories s JOIN entries e ON e.story_id = s.id WHERE e.key = 'kept'"
     )
     with store.Store(cfg.database.path) as db:
-        assert db.prune(now - cfg.database.keep) == 1
-    assert rows(cfg, "SELECT key FROM entries") == [("new",)]
+        assert db.prune(now - cfg.database.keep) == {}  # both still in the feed
+    server.add("/f.xml", rss(item("kept", "Kept story", "http://x.example/k", date)).encode())
+    run_poll(cfg, now - timedelta(days=1))
+    with store.Store(cfg.database.path) as db:
+        assert db.prune(now - cfg.database.keep) == {"f": 1}
+    assert rows(cfg, "SELECT key FROM entries") == [("kept",)]
     assert rows(cfg, "SELECT uid FROM stories") == [(uid,)]
 
 
@@ -429,7 +433,7 @@ def _die(*args: object) -> None:
 
 
 def _parse_one(pool: workers.ParsePool, title: str) -> list[str]:
-    parsed, prepared = pool.run(
+    parsed, prepared, _unchanged = pool.run(
         prepare.parse_and_prepare,
         rss(item("g1", title)).encode(),
         {"content-type": "application/rss+xml"},

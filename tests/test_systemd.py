@@ -202,9 +202,12 @@ def test_daemon_notifies_systemd_and_logs_json(
         got: list[str] = []
         try:
             assert receive_until(sock, "READY=1", got, time.monotonic() + 30), got
-            # READY means serving: the port answers now, with no retry
+            # READY means serving: the port answers now, with no retry (503 until the
+            # feed's first fetch has succeeded, which may already be done)
             health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
-            assert health.status_code == 200
+            assert health.status_code in (200, 503)
+            if health.status_code == 503:
+                assert health.json()["reason"] == "no feed has been fetched successfully yet"
             assert receive_until(sock, "WATCHDOG=1", got, time.monotonic() + 30), got
             # polling is alive: the feed gets fetched while the watchdog keeps coming
             deadline = time.monotonic() + 30
@@ -218,6 +221,8 @@ def test_daemon_notifies_systemd_and_logs_json(
                     break
                 time.sleep(0.05)
             assert 'aggregator_poll_duration_seconds_bucket{le="+Inf",status="ok"} 1.0' in metrics
+            health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+            assert health.status_code == 200, health.text  # fetched: healthy
             watchdogs = got.count("WATCHDOG=1")
             got.remove("WATCHDOG=1")
             assert receive_until(sock, "WATCHDOG=1", got, time.monotonic() + 30)

@@ -265,13 +265,21 @@ def test_index_page(client: FlaskClient) -> None:
     assert "<script" not in html.lower()
 
 
-def test_opml_healthz_metrics(client: FlaskClient) -> None:
+def test_opml_healthz_metrics(client: FlaskClient, cfg: config_mod.Config) -> None:
     opml = client.get("/topics.opml")
     assert opml.status_code == 200 and b"/topics/news.atom" in opml.data
+    health = client.get("/healthz")  # entries are stored, but no feed was ever fetched
+    assert health.status_code == 503
+    body = health.get_json()
+    assert body["ok"] is False and body["reason"] == web.NEVER_FETCHED and body["feeds"] == 2
+    db = store.Store(cfg.database.path)
+    with db.write():
+        db.record_fetch("dawn", at=datetime.now(UTC), status=200, error=None, success=True)
+    db.close()
     health = client.get("/healthz")
     assert health.status_code == 200
     body = health.get_json()
-    assert body["ok"] is True and body["feeds"] == 2
+    assert body["ok"] is True and body["reason"] is None and body["feeds"] == 2
     metrics = client.get("/metrics").data.decode()
     assert 'aggregator_topic_entries{topic="news"} 2.0' in metrics
     assert 'aggregator_feed_entries{feed="dawn"} 2.0' in metrics

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: a fetched feed with at most this many items not seen before is parsed in its poll
 #: thread, not in a parse process
 INLINE_ITEMS = 5
+#: a changed feed is parsed whole (no item left out by digest) once this long after
+#: its last whole parse, so retention learns which stored entries it no longer carries
+FULL_READ_EVERY = timedelta(hours=12)
 
 
 @dataclass
@@ -117,17 +120,22 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         now = now or _now()
         parsed: ParsedFeed | None = None
         prepared: list[prepare.Prepared] = []
+        unchanged: list[str] = []
+        full_read = False
         if fetched.status == 200:
             # Most of a changed feed's items are the ones already stored: topic matching
             # and dedupe keys are the costly part of an entry, so only new and edited
             # ones pay it. (Only this feed's poll writes this feed's entries, so the
             # read stays true.)
             known = db.item_digests(feed.name)
+            last_full = db.full_read_at(feed.name)
+            if known is None or last_full is None or now - last_full >= FULL_READ_EVERY:
+                known, full_read = None, True
             # A feed that brings a few new items (the steady state) is parsed here:
             # shipping it to a parse process costs more than those items, and a daemon
             # whose polls are all like that never starts one (less memory).
             unseen = parse.unseen_items(fetched.body, parse.item_digests(known))
-            parsed, prepared = poller.parsers.run(
+            parsed, prepared, unchanged = poller.parsers.run(
                 prepare.parse_and_prepare,
                 fetched.body,
                 fetched.headers,
@@ -153,14 +161,14 @@ def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> 
         return _result(feed, "not_modified", fetched, decision, started)
 
     def write(w: store.Store, tx: Transaction) -> tuple[Counts, schedule.Decision]:
-        counts = _store_entries(poller, w, tx, prepared, now).of_feed(parsed)
+        counts = _store_entries(poller, w, tx, feed.name, prepared, unchanged, now).of_feed(parsed)
         outcome = schedule.Outcome.from_fetch(
             fetched,
             hint_seconds=parsed.hint_seconds,
             entries_per_week=_rhythm(w, feed, policy, now),
         )
         decision = _decide(poller, state, outcome, policy, now)
-        _record_success(w, feed, fetched, decision, now, parsed, counts)
+        _record_success(w, feed, fetched, decision, now, parsed, counts, full_read=full_read)
         return counts, decision
 
     counts, decision = poller.writer.run(write)
@@ -267,17 +275,22 @@ def _store_entries(
     poller: Poller,
     db: store.Store,
     freq: Transaction,
+    feed: str,
     prepared: Sequence[prepare.Prepared],
+    unchanged_keys: Sequence[str],
     now: datetime,
 ) -> Counts:
-    """Insert or update each entry, joining stories; inside the caller's transaction."""
+    """Insert or update each entry, joining stories, and mark the ones already
+    stored as seen; inside the caller's transaction."""
     new = updated = merged = unchanged = 0
     touched: set[int] = set()
+    seen = list(unchanged_keys)
     # Oldest first: feeds list newest first, and the older copy should lead its story.
     for p in sorted(prepared, key=lambda p: p.entry.published):
         entry = p.entry
         existing = db.entry_by_key(entry.feed, entry.key)
         if existing is not None:
+            seen.append(entry.key)
             if existing.content_hash != entry.content_hash:
                 db.update_entry(existing.id, entry, now)
                 db.touch_story(existing.story_id, now)
@@ -301,6 +314,7 @@ def _store_entries(
         db.add_entry_keys(entry_id, p.keys, entry.published)
         freq.add(p.terms)
         touched.add(story_id)
+    db.mark_seen(feed, seen, now)
     db.bump_topics_of(touched)
     return Counts(new=new, updated=updated, unchanged=unchanged, merged=merged)
 
@@ -335,6 +349,8 @@ def _record_success(
     now: datetime,
     parsed: ParsedFeed | None,
     counts: Counts | None = None,
+    *,
+    full_read: bool = False,
 ) -> None:
     db.record_fetch(
         feed.name,
@@ -357,6 +373,7 @@ def _record_success(
         language=parsed.language if parsed else None,
         item_digests=parsed.item_digests if parsed else None,
         counts=counts.record(now) if counts else None,
+        full_read=full_read,
     )
 
 

@@ -75,14 +75,15 @@ def parse_and_prepare(
     stored: dict[str, str],
     matchers_blob: bytes,
     known_items: bytes | None = None,
-) -> tuple[ParsedFeed, list[Prepared]]:
+) -> tuple[ParsedFeed, list[Prepared], list[str]]:
     """Parse a fetched body and prepare its new and edited entries: pure, so it runs
     in a parse process as well as in the poll thread. The feed comes back without
     its entries, which only the prepared ones need, and with its counts completed:
     items stored unchanged, and a key the document repeats (two items without a
-    guid linking one page) skipped as a repeated guid, the first one kept.
-    `known_items` is the feed's stored `item_digests`: items seen byte for byte
-    are not parsed again."""
+    guid linking one page) skipped as a repeated guid, the first one kept; and the
+    keys of the parsed entries that are stored unchanged (retention marks them
+    seen). `known_items` is the feed's stored `item_digests`: items seen byte for
+    byte are not parsed again."""
     parsed = parse.parse(
         body,
         headers,
@@ -93,7 +94,8 @@ def parse_and_prepare(
     matchers = _matchers(matchers_blob)
     prepared = []
     seen: set[str] = set()
-    unchanged = repeated = 0
+    unchanged: list[str] = []
+    repeated = 0
     for p in parsed.entries:
         ident = normalize.identity(p, url)
         if ident.key in seen:
@@ -101,17 +103,17 @@ def parse_and_prepare(
             continue
         seen.add(ident.key)
         if stored.get(ident.key) == ident.content_hash:
-            unchanged += 1
+            unchanged.append(ident.key)
             continue
         entry = normalize.normalize(p, feed, now, base_url=url, ident=ident)
         prepared.append(prepare_entry(matchers, entry, parsed.language))
     counted = dataclasses.replace(
         parsed,
         entries=(),
-        unchanged=parsed.unchanged + unchanged,
+        unchanged=parsed.unchanged + len(unchanged),
         skipped=models.add_counts(parsed.skipped, {"repeated_guid": repeated}),
     )
-    return counted, prepared
+    return counted, prepared, unchanged
 
 
 _matcher_cache: dict[bytes, list[TopicMatcher]] = {}

@@ -35,29 +35,46 @@ _Headers = tuple[tuple[str, str], ...]
 _Prepared = tuple[publish.Rendered, _Headers, _Headers, str | None]
 
 
+#: why /healthz says not ok, in its "reason"
+NEVER_FETCHED = "no feed has been fetched successfully yet"
+ALL_FAILING = "every feed is failing"
+STALLED = "no feed has been fetched successfully for three polling intervals"
+
+
 def health(config: Config, db: store.Store, now: datetime) -> tuple[bool, dict[str, Any]]:
-    """Whether polling is alive: some feed succeeded within three intervals."""
+    """Whether polling works: some configured feed has been fetched successfully, not
+    every one is failing now (a gone feed counts as failing), and some feed succeeded
+    within three intervals. A config without feeds has nothing to fail."""
     statuses = db.feed_statuses()
+    configured = {f.name for f in config.feeds}
+    current = [s for s in statuses if s.name in configured]
     interval = config.polling.interval or config.polling.max_interval
     last_success = max((s.last_success for s in statuses if s.last_success), default=None)
     last_poll = max((s.last_fetch for s in statuses if s.last_fetch), default=None)
     started = db.get_meta("daemon_started")
     since = last_success or (datetime.fromisoformat(started) if started else None)
-    stalled = bool(statuses) and since is not None and now - since > 3 * interval
+    reason = None
+    if current and not any(s.last_success for s in current):
+        reason = NEVER_FETCHED
+    elif current and all(s.failures or s.gone for s in current):
+        reason = ALL_FAILING
+    elif statuses and since is not None and now - since > 3 * interval:
+        reason = STALLED
     failing = [
         {"feed": s.name, "error": s.last_error, "failures": s.failures, "status": s.last_status}
         for s in statuses
         if s.failures and not s.gone
     ]
     body = {
-        "ok": not stalled,
+        "ok": reason is None,
+        "reason": reason,
         "last_poll": last_poll.isoformat() if last_poll else None,
         "last_success": last_success.isoformat() if last_success else None,
         "feeds": len(statuses),
         "feeds_failing": failing,
         "feeds_gone": [s.name for s in statuses if s.gone],
     }
-    return not stalled, body
+    return reason is None, body
 
 
 def create_app(config: Config) -> Flask:

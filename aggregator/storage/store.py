@@ -278,6 +278,21 @@ def _m0008_entry_keys_with_anchor(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration("0009_entry_last_seen")
+def _m0009_entry_last_seen(db: sqlite_utils.Database) -> None:
+    # Retention counts from when an entry was first stored and spares what its feed
+    # still carries. When a poll last read each entry lives in a narrow table of its
+    # own, so marking fifty entries seen never rewrites fifty wide entry rows; an
+    # entry without a row was last read when it was first stored. `full_read` is the
+    # last poll that read every item of the feed (none left out by digest).
+    for statement in (
+        "CREATE TABLE entry_seen (entry_id INTEGER PRIMARY KEY, last_seen TEXT NOT NULL)",
+        "ALTER TABLE feeds ADD COLUMN full_read TEXT",
+        "CREATE INDEX entries_first_seen ON entries(first_seen)",
+    ):
+        db.execute(statement)
+
+
 def ts(dt: datetime) -> str:
     """Format a time for storage: fixed-width UTC, so text order is time order.
 
@@ -557,11 +572,14 @@ class Store:
         language: str | None = None,
         item_digests: bytes | None = None,
         counts: Mapping[str, Any] | None = None,
+        full_read: bool = False,
     ) -> None:
         """Store one fetch's outcome; call inside `write()` (with the entries).
 
         `counts`: what a poll that read the body did with its items (as
-        `FeedStatus.last_counts`); its skipped ones are added to the totals."""
+        `FeedStatus.last_counts`); its skipped ones are added to the totals.
+        `full_read`: the poll parsed every item of the body (none left out by
+        digest), so every entry the feed carries was marked seen (`mark_seen`)."""
         sets = [
             "last_fetch = :at",
             "last_status = :status",
@@ -603,6 +621,8 @@ class Store:
                 params["language"] = language
                 # written with the entries they describe, in the same transaction
                 params["item_digests"] = item_digests
+                if full_read:
+                    sets.append("full_read = :at")
         if counts is not None:
             sets.append("last_counts = :counts")
             params["counts"] = json.dumps(counts, sort_keys=True)
@@ -681,6 +701,24 @@ class Store:
         """The digests of the items of the feed's last parsed body (see `parse`)."""
         value = self._one("SELECT item_digests FROM feeds WHERE name = ?", (feed,))
         return bytes(value) if value else None
+
+    def full_read_at(self, feed: str) -> datetime | None:
+        """When a poll last parsed every item of the feed (see `record_fetch`)."""
+        return parse_ts(self._one("SELECT full_read FROM feeds WHERE name = ?", (feed,)))
+
+    def mark_seen(self, feed: str, keys: Iterable[str], now: datetime) -> None:
+        """Record that a poll read these stored entries of a feed; inside `write()`.
+
+        Retention spares an entry read since the feed's last full read (`prune`).
+        Entries first stored by this poll need no mark: their `first_seen` says it.
+        """
+        at = ts(now)
+        self.conn.executemany(
+            "INSERT INTO entry_seen(entry_id, last_seen) "
+            "SELECT id, ? FROM entries WHERE feed = ? AND key = ? "
+            "ON CONFLICT(entry_id) DO UPDATE SET last_seen = excluded.last_seen",
+            [(at, feed, key) for key in keys],
+        )
 
     def entry_by_key(self, feed: str, key: str) -> StoredEntry | None:
         row = self.conn.execute(
@@ -1098,37 +1136,63 @@ class Store:
 
     # -- retention -----------------------------------------------------------
 
-    def prune(self, older_than: datetime) -> int:
-        """Delete entries published before the cut-off and stories left empty.
+    def prune(self, older_than: datetime, feeds: Iterable[str] | None = None) -> dict[str, int]:
+        """Delete entries first stored before the cut-off that their feed no longer
+        carries, and stories left empty; returns how many went, per feed.
 
-        Kept stories keep their ids: a story's uid lives in its own row.
+        An entry is still carried when a poll read it at or after the feed's last
+        full read (every item parsed): an item a later poll left out by digest was
+        in the body before, byte for byte, so its entry was read then (induction
+        back to the full read). An entry of a gone feed (410), or of one no longer
+        among `feeds` (the configured ones; None: all), goes on its age alone; that
+        feed's digests and validators are dropped, so each item is stored again if
+        it comes back. Kept stories keep their ids: a story's uid lives in its own row.
         """
-        cut = ts(older_than)
+        configured = None if feeds is None else set(feeds)
         with self.write():
             self.fold_term_counts()  # what is subtracted below must be there to subtract
-            gone = self.conn.execute(
-                "SELECT terms, sig FROM entries WHERE published < ?", (cut,)
-            ).fetchall()
+            gone = []  # (entry id, feed, whether it goes on its age alone)
+            for entry_id, feed, feed_gone, left in self.conn.execute(
+                # (NULL when the feed was never read whole: nothing of it has left)
+                "SELECT e.id, e.feed, f.gone, coalesce(s.last_seen, e.first_seen) < f.full_read "
+                "FROM entries e JOIN feeds f ON f.name = e.feed "
+                "LEFT JOIN entry_seen s ON s.entry_id = e.id WHERE e.first_seen < ?",
+                (ts(older_than),),
+            ):
+                aged = bool(feed_gone) or (configured is not None and feed not in configured)
+                if aged or left:
+                    gone.append((entry_id, feed, aged))
+            per_feed: Counter[str] = Counter(feed for _, feed, _ in gone)
             if gone:
-                counts: dict[str, int] = {}
-                for terms, sig in gone:
-                    for t in _stored_terms(terms, sig):
-                        counts[t] = counts.get(t, 0) + 1
+                counts: Counter[str] = Counter()
+                ids = [entry_id for entry_id, _, _ in gone]
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for terms, sig in self.conn.execute(
+                        f"SELECT terms, sig FROM entries WHERE id IN ({marks})", chunk
+                    ):
+                        counts.update(_stored_terms(terms, sig))
+                    for table, column in (
+                        ("entry_keys", "entry_id"),
+                        ("entry_seen", "entry_id"),
+                        ("entries", "id"),
+                    ):
+                        self.conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
                 self.conn.executemany(
                     "UPDATE term_df SET n = n - ? WHERE term = ?",
                     [(n, t) for t, n in counts.items()],
                 )
                 self.conn.execute("DELETE FROM term_df WHERE n <= 0")
-                self.conn.execute(
-                    "DELETE FROM entry_keys WHERE entry_id IN "
-                    "(SELECT id FROM entries WHERE published < ?)",
-                    (cut,),
-                )
-                self.conn.execute("DELETE FROM entries WHERE published < ?", (cut,))
                 empty = "SELECT id FROM stories WHERE id NOT IN (SELECT story_id FROM entries)"
                 self.conn.execute(f"DELETE FROM topic_stories WHERE story_id IN ({empty})")
                 self.conn.execute(f"DELETE FROM stories WHERE id IN ({empty})")
-        return len(gone)
+                self.conn.executemany(
+                    "UPDATE feeds SET item_digests = NULL, etag = NULL, last_modified = NULL "
+                    "WHERE name = ?",
+                    [(feed,) for feed in sorted({feed for _, feed, aged in gone if aged})],
+                )
+        return dict(sorted(per_feed.items()))
 
 
 _local = threading.local()
