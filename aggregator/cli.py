@@ -451,19 +451,35 @@ def opml_group() -> None:
 def opml_import(ctx: click.Context, file: Path) -> None:
     """Add the feeds of an OPML file to the config file, keeping its comments.
 
-    Feeds already in the config (same URL or name) are skipped.
+    Feeds already in the config (same URL) and repeats within the file are
+    counted and left out. Malformed files (a raw & or a stray quote in a title)
+    are read leniently; an outline that cannot be used is skipped with a warning
+    naming its line. OPML folders are kept as comments above their feeds.
 
     \b
     Example:
         aggregator opml import subscriptions.opml
     """
     cfg = _load(ctx)
-    from aggregator.publish import opml  # tomlkit and defusedxml, for these two commands only
+    from aggregator.config import opml_import  # tomlkit and lxml, for this command only
 
-    added = opml.import_into_config(cfg.path, file.read_bytes(), cfg)
-    for name, url in added:
-        click.echo(f"added {name}: {url}")
-    click.echo(f"{len(added)} feeds added to {cfg.path}")
+    try:
+        result = opml_import.import_into_config(file, file.read_bytes(), cfg)
+    except opml_import.OpmlError as exc:
+        for warning in exc.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        raise
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for name, url, title in result.added:
+        click.echo(f"added {name}: {url}" + (f" ({title})" if title else ""))
+    counts = [f"{len(result.added)} feeds added to {cfg.path}"]
+    counts.append(f"{result.present} already there")
+    if result.repeated:
+        counts.append(f"{result.repeated} repeated in {file.name}")
+    if result.skipped:
+        counts.append(f"{result.skipped} skipped")
+    click.echo("; ".join(counts))
 
 
 @opml_group.command("export")

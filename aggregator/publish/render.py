@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
-from xml.etree import ElementTree
 
 import nh3
 from feedgen.entry import FeedEntry
@@ -30,6 +29,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from aggregator.models import FeedItem, TopicFeed, TopicSummary
+from aggregator.publish import opml
 from aggregator.text import html_to_text, xml_text
 
 log = logging.getLogger(__name__)
@@ -610,26 +610,19 @@ def _json_item(it: _Item) -> dict[str, Any]:
 def topics_opml(topics: Sequence[TopicSummary], base_url: str) -> bytes:
     """List every topic's Atom feed as OPML 2.0, for importing all topics into a reader at once."""
     base = _base(base_url)
-    root = ElementTree.Element("opml", version="2.0")
-    head = ElementTree.SubElement(root, "head")
-    ElementTree.SubElement(head, "title").text = "Topic feeds"
-    ElementTree.SubElement(head, "docs").text = "http://opml.org/spec2.opml"
-    body = ElementTree.SubElement(root, "body")
+    outlines = []
     for topic in topics:
         title = _plain(topic.title) or topic.slug
-        ElementTree.SubElement(
-            body,
-            "outline",
-            type="rss",
-            text=title,
-            title=title,
-            description=_describe(topic.query),
-            xmlUrl=feed_url(base, topic.slug, "atom"),
-            htmlUrl=f"{base}/",
+        outlines.append(
+            {
+                "text": title,
+                "title": title,
+                "description": _describe(topic.query),
+                "xmlUrl": feed_url(base, topic.slug, "atom"),
+                "htmlUrl": f"{base}/",
+            }
         )
-    ElementTree.indent(root)
-    out: bytes = ElementTree.tostring(root, encoding="UTF-8", xml_declaration=True)
-    return out + b"\n"
+    return opml.write("Topic feeds", outlines)
 
 
 # --- the index page ---------------------------------------------------------------------------
