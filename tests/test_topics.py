@@ -17,9 +17,9 @@ from aggregator.errors import QueryError
 from aggregator.ingest import normalize
 from aggregator.match import topics
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REAL = SHARED / "corpus" / "real"
-SEED = SHARED / "corpus" / "seed" / "pak-russia-story.xml"
+FEEDS = Path(__file__).resolve().parent / "feeds"
+REAL = FEEDS / "real"
+SEED = FEEDS / "pak-russia-story.xml"
 
 ALIASES = {
     "pakistan": [
@@ -444,8 +444,6 @@ def test_query_terms_and_source() -> None:
 
 def corpus_entries(path: Path) -> list[tuple[str, str, str, str | None]]:
     """(link, title, plain text of summary + content + Yandex full text, language)."""
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the shared corpus lives beside the checkout)")
     parsed = feedparser.parse(path.read_bytes())
     language = parsed.feed.get("language")
     out = []
@@ -532,11 +530,10 @@ def test_real_russian_feed_russia_in_any_case() -> None:
 
 
 def test_seed_story_matches_pakistan_and_russia() -> None:
-    if not SEED.exists():
-        pytest.skip(f"{SEED} is absent (the shared corpus lives beside the checkout)")
     [(link, title, text, language)] = corpus_entries(SEED)
     doc = topics.document(title, text, language)
-    # Read off the story: it never names the Kremlin and has no Urdu or Cyrillic.
+    # Read off the shipped copy (headline and first two paragraphs): it never names
+    # Moscow or the Kremlin and has no Urdu or Cyrillic.
     assert topics.compile("@pakistan AND @russia", ALIASES).matches(doc) == (
         "Pakistan",
         "Pakistani",
@@ -544,7 +541,6 @@ def test_seed_story_matches_pakistan_and_russia() -> None:
         "Islamabad",
         "Russia",
         "Russian",
-        "Moscow",
         "Putin",
     )
     interface_query = "(pakistan OR islamabad) AND (russia OR moscow OR putin OR kremlin)"
@@ -552,7 +548,6 @@ def test_seed_story_matches_pakistan_and_russia() -> None:
         "pakistan",
         "islamabad",
         "russia",
-        "moscow",
         "putin",
     )
     # the headline alone: "Pak-Russia Relationship: President Putin may visit Pakistan soon"
