@@ -1,4 +1,4 @@
-"""Shared fixtures: configs written to a temporary folder, the shared corpus."""
+"""Shared fixtures: configs written to a temporary folder, the real feeds in tests/feeds/real."""
 
 from __future__ import annotations
 
@@ -10,16 +10,23 @@ import pytest
 
 from aggregator import config, models
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CORPUS = SHARED / "corpus" / "real"
+#: trimmed copies of real feeds, each beside its `.expected.json` (see tests/feeds/trim.py)
+CORPUS = Path(__file__).resolve().parent / "feeds" / "real"
 
 
 @pytest.fixture
 def corpus_dir() -> Path:
-    """The real feed corpus; absent on a user's machine, so tests skip there."""
-    if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not here ({CORPUS}): it exists only in CI")
+    """The real feeds, shipped with the tests so a fresh clone runs them."""
     return CORPUS
+
+
+def feed_files(folder: Path) -> list[str]:
+    """The feed files in `folder`, without the expected results and SOURCES.tsv beside them."""
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.suffix in (".xml", ".json") and not p.name.endswith(".expected.json")
+    )
 
 
 def entry(title: str, body: str = "", feed: str = "new", *, at: datetime) -> models.Entry:

@@ -280,7 +280,9 @@ def _bench() -> Any:
 
 
 needs_data = pytest.mark.skipif(
-    not (SHARED / "dev.jsonl").exists(), reason=f"labelled dedup data absent ({SHARED})"
+    not (SHARED / "dev.jsonl").exists(),
+    reason=f"the labelled dedup benchmark data is not here ({SHARED}): a benchmark corpus, "
+    "not shipped with the tests, so these measured targets run only where it is",
 )
 
 

@@ -27,6 +27,7 @@ from aggregator import __version__
 from aggregator.errors import FetchError
 from aggregator.ingest.http import fetch, guard, limiter
 from aggregator.models import FeedState, Fetched
+from tests.conftest import feed_files
 from tests.feedserver import (
     FeedServer,
     close_mid_body,
@@ -45,7 +46,7 @@ from tests.feedserver import (
 
 __all__ = ["feed_server"]  # the fixture, imported for pytest
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
+CORPUS = Path(__file__).resolve().parent / "feeds" / "real"
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 MiB = 1024 * 1024
 #: generous bound for hostile cases: a broken deadline hangs far longer than this
@@ -769,10 +770,8 @@ def test_file_url_over_cap_missing_and_not_a_file(tmp_path: Path, session: fetch
 def test_real_corpus_served_and_revalidated(
     feed_server: FeedServer, session: fetch.Session
 ) -> None:
-    if not CORPUS.is_dir():
-        pytest.skip(f"corpus folder {CORPUS} is absent (only in the development checkout)")
     feed_server.serve_dir("/real", CORPUS, gzip=True)
-    files = sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".tsv")
+    files = [CORPUS / name for name in feed_files(CORPUS)]
     assert files
     for path in files:
         url = feed_server.url("/real/" + path.name)

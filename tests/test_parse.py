@@ -1,4 +1,4 @@
-"""parse: every real corpus file, plus small feeds written here for each edge and attack."""
+"""parse: every real feed in tests/feeds/real, plus small feeds written for each edge and attack."""
 
 from __future__ import annotations
 
@@ -8,66 +8,46 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aggregator.errors import ParseError
 from aggregator.ingest import parse
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "real"
-SOURCES = CORPUS / "SOURCES.tsv"
+#: trimmed real feeds, each with what feedparser (or `json`) reads in it beside it;
+#: made from the full corpus by tests/feeds/trim.py
+REAL = Path(__file__).resolve().parent / "feeds" / "real"
 
 
 def _corpus_rows() -> list[dict[str, str]]:
-    if not SOURCES.is_file():
-        return []
-    with SOURCES.open(encoding="utf-8", newline="") as f:
+    with (REAL / "SOURCES.tsv").open(encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
 ROWS = _corpus_rows()
-needs_corpus = pytest.mark.skipif(
-    not ROWS, reason=f"real feed corpus not present at {CORPUS} (only in the development checkout)"
-)
-
-# Where our count differs from feedparser's on purpose, found by reading the files:
-ADJUST = {
-    # two <guid>s appear twice (…/06/24.html#a100632, …/06/25.html#a080631): first kept
-    "scripting-com__rss.xml": -2,
-    # FeedBurner nested a stray empty <item /> inside each of the 10 real items
-    "pcmag-com__dvorak-illegally-nested.xml": -10,
-    # one <item> with empty <title>, <link> and <description> (only a pubDate)
-    "cercle-psy__no-prolog-latin1.xml": -1,
-}
 
 
-def _expected_count(notes: str) -> int:
-    """feedparser's entry count from SOURCES.tsv, or the JSON item count for JSON Feeds."""
-    items = re.search(r"\bitems=(\d+)", notes)
-    if items:
-        return int(items.group(1))
-    entries = re.search(r"\bentries=(\d+)", notes)
-    assert entries, notes
-    return int(entries.group(1))
+def _expected(name: str) -> dict[str, Any]:
+    return json.loads((REAL / f"{name}.expected.json").read_text(encoding="utf-8"))
 
 
-def _titled_items(body: bytes) -> int:
-    """Items/entries in the raw file that carry a non-empty title (a rough byte count)."""
-    if body.lstrip().startswith(b"{"):
-        doc = json.loads(body)
-        return sum(1 for i in doc["items"] if str(i.get("title") or "").strip())
-    titles = re.findall(
-        rb"<(?:item|entry)\b[^>]*>\s*<title[^>]*>\s*(?:<!\[CDATA\[)?\s*[^<\s]", body
-    )
-    return len(titles)
+def _squash(text: str) -> str:
+    return " ".join(text.split())
 
 
-@needs_corpus
+def _primary(language: str | None) -> str | None:
+    """Our feeds keep a language's primary subtag ("en-US" -> "en"): it picks a stemmer."""
+    primary = (language or "").split("-")[0].split("_")[0].lower()
+    return primary or None
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
-def test_real_corpus(row: dict[str, str]) -> None:
-    body = (CORPUS / row["file"]).read_bytes()
+def test_real_feed(row: dict[str, str]) -> None:
+    body = (REAL / row["file"]).read_bytes()
+    expected = _expected(row["file"])
     url = f"https://feeds.example.org/{row['file']}"
-    if "BROKEN" in row["file"]:
+    if expected.get("broken"):
         # Broken on purpose: an HTML page, a truncated document, or broken JSON.
         # None of them yields an entry, so each must be a ParseError, not an empty feed.
         with pytest.raises(ParseError) as info:
@@ -76,35 +56,35 @@ def test_real_corpus(row: dict[str, str]) -> None:
         assert str(info.value).startswith("not a feed")
         return
 
-    expected = _expected_count(row["notes"]) + ADJUST.get(row["file"], 0)
     feed = parse.parse(body, url=url)
-    assert len(feed.entries) == expected
-    assert len(parse.parse(body, url=url, max_entries=5).entries) == min(5, expected)
-    titled = sum(1 for e in feed.entries if e.title.strip())
-    # Items dropped on purpose (ADJUST) may have had titles; every other titled one keeps it.
-    assert titled >= _titled_items(body) + ADJUST.get(row["file"], 0)
+    # The count differs from feedparser's only where `note` in the expected file says why.
+    assert len(feed.entries) == expected["entries"], expected.get("note")
+    assert [_squash(e.title) for e in feed.entries] == [_squash(t) for t in expected["titles"]]
+    assert feed.language == _primary(expected["language"])
+    assert len(parse.parse(body, url=url, max_entries=5).entries) == min(5, expected["entries"])
     for entry in feed.entries:
         assert entry.published is None or entry.published.tzinfo is not None
         if entry.link:
             assert not entry.link.startswith("/"), "relative link left unresolved"
-    xml_error = "bozo=1" in row["notes"] and "(SAXParseException)" in row["notes"]
-    if xml_error and not row["file"].endswith(".json"):
+    if expected.get("feedparser_bozo") == "SAXParseException":
         # Recovered by feedparser's loose parser: kept, with the XML error as a warning.
         assert feed.warning and "SAXParseException" in feed.warning
 
 
-@needs_corpus
 def test_corpus_table_lists_every_file() -> None:
     listed = {r["file"] for r in ROWS}
-    present = {p.name for p in CORPUS.iterdir() if p.name != "SOURCES.tsv"}
-    assert present == listed
+    present = {p.name for p in REAL.iterdir() if p.name != "SOURCES.tsv"}
+    assert present == listed | {f"{name}.expected.json" for name in listed}
+    # Every copy says where it came from, and under which licence.
+    for name in listed:
+        source = _expected(name)["source"]
+        assert source["repo"] and len(source["commit"]) == 40 and source["licence"], name
 
 
-@needs_corpus
 def test_corpus_urdu_and_cp1251_text_survives() -> None:
-    urdu = parse.parse((CORPUS / "bbc-urdu__pakistan-us-aid.xml").read_bytes())
+    urdu = parse.parse((REAL / "bbc-urdu__pakistan-us-aid.xml").read_bytes())
     assert any("پاکستان" in e.title + e.summary for e in urdu.entries)
-    russian = parse.parse((CORPUS / "oren-ru__news-cp1251.xml").read_bytes())
+    russian = parse.parse((REAL / "oren-ru__news-cp1251.xml").read_bytes())
     assert all(re.search("[а-яА-Я]", e.title) for e in russian.entries)
 
 

@@ -16,9 +16,9 @@ from aggregator import text as text_core
 from aggregator.errors import QueryError
 from aggregator.match import topics
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-REAL = SHARED / "corpus" / "real"
-SEED = SHARED / "corpus" / "seed" / "pak-russia-story.xml"
+FEEDS = Path(__file__).resolve().parent / "feeds"
+REAL = FEEDS / "real"
+SEED = FEEDS / "pak-russia-story.xml"
 
 ALIASES = {
     "pakistan": [
@@ -443,8 +443,6 @@ def test_query_terms_and_source() -> None:
 
 def corpus_entries(path: Path) -> list[tuple[str, str, str, str | None]]:
     """(link, title, plain text of summary + content + Yandex full text, language)."""
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the shared corpus lives beside the checkout)")
     parsed = feedparser.parse(path.read_bytes())
     language = parsed.feed.get("language")
     out = []
@@ -531,11 +529,10 @@ def test_real_russian_feed_russia_in_any_case() -> None:
 
 
 def test_seed_story_matches_pakistan_and_russia() -> None:
-    if not SEED.exists():
-        pytest.skip(f"{SEED} is absent (the shared corpus lives beside the checkout)")
     [(link, title, text, language)] = corpus_entries(SEED)
     doc = topics.document(title, text, language)
-    # Read off the story: it never names the Kremlin and has no Urdu or Cyrillic.
+    # Read off the shipped copy (headline and first two paragraphs): it never names
+    # Moscow or the Kremlin and has no Urdu or Cyrillic.
     assert topics.compile("@pakistan AND @russia", ALIASES).matches(doc) == (
         "Pakistan",
         "Pakistani",
@@ -543,7 +540,6 @@ def test_seed_story_matches_pakistan_and_russia() -> None:
         "Islamabad",
         "Russia",
         "Russian",
-        "Moscow",
         "Putin",
     )
     interface_query = "(pakistan OR islamabad) AND (russia OR moscow OR putin OR kremlin)"
@@ -551,7 +547,6 @@ def test_seed_story_matches_pakistan_and_russia() -> None:
         "pakistan",
         "islamabad",
         "russia",
-        "moscow",
         "putin",
     )
     # the headline alone: "Pak-Russia Relationship: President Putin may visit Pakistan soon"
