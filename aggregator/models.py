@@ -181,6 +181,43 @@ class LinkMate:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedUpdate:
+    """One poll's outcome for a feed, as the pipeline passes it to storage: decided
+    once per poll and written once (lemon24/reader's `FeedUpdateIntent`)."""
+
+    feed: str
+    #: when the poll fetched (aware UTC)
+    at: datetime
+    #: the fetch answered (200 or 304) and, for a 200, its body was a feed
+    success: bool
+    #: HTTP status, None for network errors
+    status: int | None
+    error: str | None = None
+    # -- the schedule's decision
+    #: the feed's new address after a permanent redirect, else None
+    url: str | None = None
+    failures: int = 0
+    next_poll: datetime | None = None
+    next_reason: str | None = None
+    next_detail: str | None = None
+    gone: bool = False
+    # -- validators of a fetch that succeeded
+    etag: str | None = None
+    last_modified: str | None = None
+    # -- what a body that was read said about the feed
+    hint_seconds: int | None = None
+    warning: str | None = None
+    title: str | None = None
+    site_link: str | None = None
+    language: str | None = None
+    item_digests: bytes | None = None
+    #: what the poll did with the items it read (as `FeedStatus.last_counts`)
+    counts: Mapping[str, object] | None = None
+    #: every item of the body was parsed (none left out by digest)
+    full_read: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PollResult:
     """The outcome of polling one feed; errors are values here, not exceptions."""
 

@@ -35,7 +35,7 @@ import requests
 
 from aggregator import config as config_mod
 from aggregator.ingest import pipeline as poll
-from aggregator.models import PollResult
+from aggregator.models import FeedUpdate, PollResult
 from aggregator.publish import server, web
 from aggregator.storage import store
 from tests.conftest import toml_config
@@ -713,11 +713,13 @@ def test_healthz_503_when_polling_stalled(live: Live, tmp_path: Path) -> None:
     with db.write():
         # dawn last succeeded 46 minutes ago (> 3 intervals), tass has failed since
         db.record_fetch(
-            "dawn", at=now - timedelta(minutes=46), status=200, error=None, success=True
+            FeedUpdate("dawn", at=now - timedelta(minutes=46), status=200, success=True)
         )
         db.record_fetch(
-            "tass", at=now - timedelta(minutes=5), status=503, error="HTTP 503", success=False,
-            failures=4,
+            FeedUpdate(
+                "tass", at=now - timedelta(minutes=5), status=503, error="HTTP 503",
+                success=False, failures=4,
+            )
         )  # fmt: skip
     status, body = serve_health()
     assert status == 503, body
@@ -727,7 +729,7 @@ def test_healthz_503_when_polling_stalled(live: Live, tmp_path: Path) -> None:
 
     with db.write():  # one success within the window and polling is alive again
         db.record_fetch(
-            "dawn", at=now - timedelta(minutes=10), status=304, error=None, success=True
+            FeedUpdate("dawn", at=now - timedelta(minutes=10), status=304, success=True)
         )
     status, body = serve_health()
     db.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from aggregator.models import FeedUpdate
 from aggregator.storage import store
 from tests.conftest import entry as make_entry
 
@@ -113,7 +114,7 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
     ).fetchall()
     assert len(kept_keys) > 5
     with db.write():  # read whole since: a and b are no longer in the feed
-        db.record_fetch("f", at=now, status=200, error=None, success=True, full_read=True)
+        db.record_fetch(FeedUpdate("f", at=now, status=200, success=True, full_read=True))
     assert db.prune(now - timedelta(days=1)) == {"f": 2}
     assert db.document_frequencies(["wheat", "karachi", "sindh", "punjab"]) == {
         "wheat": 1,

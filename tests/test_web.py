@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from aggregator import config as config_mod
 from aggregator.ingest import pipeline as poll
-from aggregator.models import Entry
+from aggregator.models import Entry, FeedUpdate
 from aggregator.publish import cache as publish
 from aggregator.publish import metrics, server, web
 from aggregator.storage import store
@@ -274,7 +274,7 @@ def test_opml_healthz_metrics(client: FlaskClient, cfg: config_mod.Config) -> No
     assert body["ok"] is False and body["reason"] == web.NEVER_FETCHED and body["feeds"] == 2
     db = store.Store(cfg.database.path)
     with db.write():
-        db.record_fetch("dawn", at=datetime.now(UTC), status=200, error=None, success=True)
+        db.record_fetch(FeedUpdate("dawn", at=datetime.now(UTC), status=200, success=True))
     db.close()
     health = client.get("/healthz")
     assert health.status_code == 200

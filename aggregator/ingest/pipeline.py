@@ -1,13 +1,10 @@
-"""The pipeline for one feed: state -> fetch -> parse -> normalize -> dedupe -> store -> topics.
+"""One feed's poll, top to bottom: state, fetch, parse and prepare, then one write
+that decides each entry's story, stores it, decides the next poll and records it.
 
-`poll_feed` strings the stages together and decides nothing itself: `schedule`
-says when to poll next, `dedupe` which story an entry joins, `topics` which topics
-hold it. A failing feed is a `PollResult` with status "error", never an exception;
-anything else that raises is a bug and propagates.
-
-Network and parsing happen before the write transaction opens, so a slow outlet
-never holds the database, and a crash mid-poll leaves it whole (one transaction
-per feed).
+The decisions themselves are pure and live in their stages: `schedule` says when to
+poll next, `dedupe` which story an entry joins, `prepare` (with `topics`) which
+topics hold it. A failing feed is a `PollResult` with status "error", never an
+exception; anything else that raises is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from aggregator.ingest.prepare import TopicMatcher, compile_topics
 from aggregator.ingest.workers import ParsePool
 from aggregator.match import dedupe, topics
 from aggregator.match.termstats import TermStats, Transaction
-from aggregator.models import Fetched, ParsedFeed, PollResult
+from aggregator.models import FeedState, FeedUpdate, Fetched, ParsedFeed, PollResult
 from aggregator.storage import store
 from aggregator.storage.writer import GroupWriter
 
@@ -99,96 +96,117 @@ def _now() -> datetime:
 
 
 def poll_feed(poller: Poller, feed: FeedConfig, now: datetime | None = None) -> PollResult:
-    """Poll one feed once and store what is new. Never raises for the feed's own failure."""
+    """Poll one feed once and store what is new. Never raises for the feed's own failure.
+
+    The whole flow of one feed, top to bottom: its state, the fetch, parse and prepare
+    (in a parse process when the feed brings many new items), then one write
+    transaction that decides each new entry's story, stores it, decides the next
+    poll and records the outcome once. Network and parsing happen before the write
+    opens, so a slow outlet never holds the database, and a crash mid-poll leaves it
+    whole.
+    """
     started = time.monotonic()
     db = poller.store()
     state = db.feed_state(feed.name)
     if state.gone:
         return PollResult(feed.name, "gone", http_status=410, error=state.last_error)
     policy = schedule.Policy.for_feed(feed, poller.config.polling)
-    polling = poller.config.polling
-    fetched: Fetched | None = None
-    try:
-        with poller.limiter.slot(state.url):
-            fetched = fetch.get(
-                poller.session,
-                state,
-                timeout=polling.timeout.total_seconds(),
-                max_body=polling.max_body,
-                allow_private=feed.allow_private,
-            )
-        now = now or _now()
-        parsed: ParsedFeed | None = None
-        prepared: list[prepare.Prepared] = []
-        unchanged: list[str] = []
-        full_read = False
-        if fetched.status == 200:
-            # Most of a changed feed's items are the ones already stored: topic matching
-            # and dedupe keys are the costly part of an entry, so only new and edited
-            # ones pay it. (Only this feed's poll writes this feed's entries, so the
-            # read stays true.)
-            known = db.item_digests(feed.name)
-            last_full = db.full_read_at(feed.name)
-            if known is None or last_full is None or now - last_full >= FULL_READ_EVERY:
-                known, full_read = None, True
-            # A feed that brings a few new items (the steady state) is parsed here:
-            # shipping it to a parse process costs more than those items, and a daemon
-            # whose polls are all like that never starts one (less memory).
-            unseen = parse.unseen_items(fetched.body, parse.item_digests(known))
-            parsed, prepared, unchanged = poller.parsers.run(
-                prepare.parse_and_prepare,
-                fetched.body,
-                fetched.headers,
-                fetched.final_url,
-                polling.max_entries,
-                feed.name,
-                now,
-                db.entry_hashes(feed.name),
-                poller.matchers_blob,
-                known,
-                inline=unseen is not None and unseen <= INLINE_ITEMS,
-            )
-    except (FetchError, ParseError) as exc:
-        return _record_failure(poller, feed, state, exc, fetched, policy, now or _now(), started)
 
-    if parsed is None:  # 304: no parse, no write beyond the fetch state
+    fetched: Fetched | None = None
+    read: _Read | None = None
+    failure: FetchError | ParseError | None = None
+    try:
+        fetched = _fetch(poller, feed, state)
+        now = now or _now()
+        if fetched.status == 200:
+            read = _parse_and_prepare(poller, db, feed, fetched, now)
+    except (FetchError, ParseError) as exc:
+        failure = exc
+    now = now or _now()
+    if read is None and failure is None:  # 304: nothing to parse
         poller.parsers.close_if_idle()  # a daemon whose feeds all answer 304 sheds them
-        outcome = schedule.Outcome.from_fetch(
-            fetched, entries_per_week=_rhythm(db, feed, policy, now)
-        )
-        decision = _decide(poller, state, outcome, policy, now)
-        poller.writer.run(lambda w, tx: _record_success(w, feed, fetched, decision, now, None))
-        return _result(feed, "not_modified", fetched, decision, started)
 
     def write(w: store.Store, tx: Transaction) -> tuple[Counts, schedule.Decision]:
-        counts = _store_entries(poller, w, tx, feed.name, prepared, unchanged, now).of_feed(parsed)
+        counts = Counts()
+        if read is not None:
+            counts = _store_entries(poller, w, tx, feed.name, read, now)
         outcome = schedule.Outcome.from_fetch(
-            fetched,
-            hint_seconds=parsed.hint_seconds,
-            entries_per_week=_rhythm(w, feed, policy, now),
+            failure or fetched,  # type: ignore[arg-type]
+            hint_seconds=read.parsed.hint_seconds if read else None,
+            entries_per_week=(
+                w.entries_per_week(feed.name, now) if policy.interval is None else None
+            ),
         )
-        decision = _decide(poller, state, outcome, policy, now)
-        _record_success(w, feed, fetched, decision, now, parsed, counts, full_read=full_read)
+        with poller._rng_lock:  # random.Random is not meant to be shared across threads
+            decision = schedule.decide(state, outcome, policy, now, poller.rng)
+        w.record_fetch(_update(feed, now, fetched, read, failure, decision, counts))
         return counts, decision
 
     counts, decision = poller.writer.run(write)
     if counts.new or counts.merged or counts.updated:
         for callback in poller.on_change:
             callback()
-    return _result(
-        feed,
-        "ok",
-        fetched,
-        decision,
-        started,
-        read=counts.read,
-        new=counts.new,
-        updated=counts.updated,
-        unchanged=counts.unchanged,
-        merged=counts.merged,
-        skipped=counts.skipped,
-        warning=parsed.warning,
+    return _result(feed, fetched, read, failure, decision, counts, started)
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A fetched body, parsed and prepared: what the write transaction stores."""
+
+    parsed: ParsedFeed
+    #: the new and edited entries, ready to store
+    prepared: Sequence[prepare.Prepared]
+    #: keys of parsed entries stored unchanged (retention marks them seen)
+    unchanged: Sequence[str]
+    #: every item was parsed, none left out by digest
+    full_read: bool
+
+
+def _fetch(poller: Poller, feed: FeedConfig, state: FeedState) -> Fetched:
+    polling = poller.config.polling
+    with poller.limiter.slot(state.url):
+        return fetch.get(
+            poller.session,
+            state,
+            timeout=polling.timeout.total_seconds(),
+            max_body=polling.max_body,
+            allow_private=feed.allow_private,
+        )
+
+
+def _parse_and_prepare(
+    poller: Poller, db: store.Store, feed: FeedConfig, fetched: Fetched, now: datetime
+) -> _Read:
+    """Parse a 200's body and prepare its new and edited entries.
+
+    Most of a changed feed's items are the ones already stored: topic matching and
+    dedupe keys are the costly part of an entry, so only new and edited ones pay it
+    (only this feed's poll writes this feed's entries, so the read stays true). Once
+    in `FULL_READ_EVERY` every item is read, so retention learns what the feed still
+    carries. A feed bringing a few unseen items (the steady state) is parsed here:
+    shipping it to a parse process costs more than those items, and a daemon whose
+    polls are all like that never starts one.
+    """
+    known = db.item_digests(feed.name)
+    last_full = db.full_read_at(feed.name)
+    full_read = known is None or last_full is None or now - last_full >= FULL_READ_EVERY
+    if full_read:
+        known = None
+    unseen = parse.unseen_items(fetched.body, parse.item_digests(known))
+    parsed, prepared, unchanged = poller.parsers.run(
+        prepare.parse_and_prepare,
+        fetched.body,
+        fetched.headers,
+        fetched.final_url,
+        poller.config.polling.max_entries,
+        feed.name,
+        now,
+        db.entry_hashes(feed.name),
+        poller.matchers_blob,
+        known,
+        inline=unseen is not None and unseen <= INLINE_ITEMS,
     )
+    return _Read(parsed, prepared, unchanged, full_read)
 
 
 def _find_story(
@@ -276,17 +294,16 @@ def _store_entries(
     db: store.Store,
     freq: Transaction,
     feed: str,
-    prepared: Sequence[prepare.Prepared],
-    unchanged_keys: Sequence[str],
+    read: _Read,
     now: datetime,
 ) -> Counts:
     """Insert or update each entry, joining stories, and mark the ones already
     stored as seen; inside the caller's transaction."""
     new = updated = merged = unchanged = 0
     touched: set[int] = set()
-    seen = list(unchanged_keys)
+    seen = list(read.unchanged)
     # Oldest first: feeds list newest first, and the older copy should lead its story.
-    for p in sorted(prepared, key=lambda p: p.entry.published):
+    for p in sorted(read.prepared, key=lambda p: p.entry.published):
         entry = p.entry
         existing = db.entry_by_key(entry.feed, entry.key)
         if existing is not None:
@@ -316,7 +333,7 @@ def _store_entries(
         touched.add(story_id)
     db.mark_seen(feed, seen, now)
     db.bump_topics_of(touched)
-    return Counts(new=new, updated=updated, unchanged=unchanged, merged=merged)
+    return Counts(new=new, updated=updated, unchanged=unchanged, merged=merged).of_feed(read.parsed)
 
 
 def _add_to_topics(db: store.Store, story_id: int, matches: dict[str, tuple[str, ...]]) -> None:
@@ -324,119 +341,85 @@ def _add_to_topics(db: store.Store, story_id: int, matches: dict[str, tuple[str,
         db.add_topic_story(slug, story_id, terms)
 
 
-def _rhythm(
-    db: store.Store, feed: FeedConfig, policy: schedule.Policy, now: datetime
-) -> float | None:
-    return db.entries_per_week(feed.name, now) if policy.interval is None else None
-
-
-def _decide(
-    poller: Poller,
-    state: object,
-    outcome: schedule.Outcome,
-    policy: schedule.Policy,
-    now: datetime,
-) -> schedule.Decision:
-    with poller._rng_lock:  # random.Random is not meant to be shared across threads
-        return schedule.decide(state, outcome, policy, now, poller.rng)  # type: ignore[arg-type]
-
-
-def _record_success(
-    db: store.Store,
+def _update(
     feed: FeedConfig,
-    fetched: Fetched,
-    decision: schedule.Decision,
     now: datetime,
-    parsed: ParsedFeed | None,
-    counts: Counts | None = None,
-    *,
-    full_read: bool = False,
-) -> None:
-    db.record_fetch(
+    fetched: Fetched | None,
+    read: _Read | None,
+    failure: FetchError | ParseError | None,
+    decision: schedule.Decision,
+    counts: Counts,
+) -> FeedUpdate:
+    """The one record of a poll's outcome that storage writes."""
+    parsed = read.parsed if read else None
+    if failure is not None:
+        status = failure.status if isinstance(failure, FetchError) else None
+        status = status if status is not None or fetched is None else fetched.status
+    else:
+        status = fetched.status if fetched else None
+    ok = failure is None and fetched is not None
+    return FeedUpdate(
         feed.name,
         at=now,
-        status=fetched.status,
-        error=None,
-        success=True,
+        success=ok,
+        status=status,
+        error=str(failure) if failure is not None else None,
         url=decision.url,
-        etag=fetched.etag,
-        last_modified=fetched.last_modified,
         failures=decision.failures,
         next_poll=decision.next_poll,
         next_reason=decision.reason,
         next_detail=decision.detail,
         gone=decision.gone,
+        etag=fetched.etag if ok and fetched else None,
+        last_modified=fetched.last_modified if ok and fetched else None,
         hint_seconds=parsed.hint_seconds if parsed else None,
         warning=parsed.warning if parsed else None,
         title=parsed.title if parsed else None,
         site_link=parsed.link if parsed else None,
         language=parsed.language if parsed else None,
         item_digests=parsed.item_digests if parsed else None,
-        counts=counts.record(now) if counts else None,
-        full_read=full_read,
+        counts=counts.record(now) if read else None,
+        full_read=read.full_read if read else False,
     )
-
-
-def _record_failure(
-    poller: Poller,
-    feed: FeedConfig,
-    state: object,
-    exc: FetchError | ParseError,
-    fetched: Fetched | None,
-    policy: schedule.Policy,
-    now: datetime,
-    started: float,
-) -> PollResult:
-    status = exc.status if isinstance(exc, FetchError) else (fetched.status if fetched else None)
-    db = poller.store()
-    outcome = schedule.Outcome.from_fetch(exc, entries_per_week=_rhythm(db, feed, policy, now))
-    decision = _decide(poller, state, outcome, policy, now)
-    poller.writer.run(
-        lambda w, tx: w.record_fetch(
-            feed.name,
-            at=now,
-            status=status,
-            error=str(exc),
-            success=False,
-            url=decision.url,
-            failures=decision.failures,
-            next_poll=decision.next_poll,
-            next_reason=decision.reason,
-            next_detail=decision.detail,
-            gone=decision.gone,
-        ),
-    )
-    result = PollResult(
-        feed.name,
-        "gone" if decision.gone else "error",
-        http_status=status,
-        seconds=time.monotonic() - started,
-        error=str(exc),
-        next_poll=decision.next_poll,
-        next_reason=decision.reason,
-    )
-    log.warning(_log_line(result))
-    return result
 
 
 def _result(
     feed: FeedConfig,
-    status: str,
-    fetched: Fetched,
+    fetched: Fetched | None,
+    read: _Read | None,
+    failure: FetchError | ParseError | None,
     decision: schedule.Decision,
+    counts: Counts,
     started: float,
-    **counts: object,
 ) -> PollResult:
+    """What the poll did, for the caller and the log."""
+    if failure is not None:
+        status = "gone" if decision.gone else "error"
+        http = failure.status if isinstance(failure, FetchError) else None
+        http = http if http is not None or fetched is None else fetched.status
+    else:
+        status = "ok" if read else "not_modified"
+        http = fetched.status if fetched else None
     result = PollResult(
         feed.name,
         status,
-        http_status=fetched.status,
+        http_status=http,
+        read=counts.read,
+        new=counts.new,
+        updated=counts.updated,
+        unchanged=counts.unchanged,
+        merged=counts.merged,
+        skipped=counts.skipped,
         seconds=time.monotonic() - started,
+        error=str(failure) if failure is not None else None,
+        warning=read.parsed.warning if read else None,
         next_poll=decision.next_poll,
         next_reason=decision.reason,
-        **counts,  # type: ignore[arg-type]
     )
-    log.info(_log_line(result))
+    if failure is not None:
+        log.warning(_log_line(result))
+    else:
+        log.info(_log_line(result))
     return result
 
 

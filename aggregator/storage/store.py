@@ -27,6 +27,7 @@ from aggregator.models import (
     Entry,
     FeedItem,
     FeedState,
+    FeedUpdate,
     LinkMate,
     Related,
     TopicFeed,
@@ -549,37 +550,12 @@ class Store:
         }
         return sum(1 for n in names if n in unfetched)
 
-    def record_fetch(
-        self,
-        name: str,
-        *,
-        at: datetime,
-        status: int | None,
-        error: str | None,
-        success: bool,
-        url: str | None = None,
-        etag: str | None = None,
-        last_modified: str | None = None,
-        failures: int = 0,
-        next_poll: datetime | None = None,
-        next_reason: str | None = None,
-        next_detail: str | None = None,
-        gone: bool = False,
-        hint_seconds: int | None = None,
-        warning: str | None = None,
-        title: str | None = None,
-        site_link: str | None = None,
-        language: str | None = None,
-        item_digests: bytes | None = None,
-        counts: Mapping[str, Any] | None = None,
-        full_read: bool = False,
-    ) -> None:
-        """Store one fetch's outcome; call inside `write()` (with the entries).
+    def record_fetch(self, u: FeedUpdate) -> None:
+        """Store one poll's outcome; call inside `write()` (with the entries).
 
-        `counts`: what a poll that read the body did with its items (as
-        `FeedStatus.last_counts`); its skipped ones are added to the totals.
-        `full_read`: the poll parsed every item of the body (none left out by
-        digest), so every entry the feed carries was marked seen (`mark_seen`)."""
+        `u.counts`' skipped items are added to the feed's totals. `u.full_read`: the
+        poll parsed every item of the body, so every entry the feed carries was
+        marked seen (`mark_seen`)."""
         sets = [
             "last_fetch = :at",
             "last_status = :status",
@@ -591,55 +567,55 @@ class Store:
             "gone = :gone",
         ]
         params: dict[str, Any] = {
-            "name": name,
-            "at": ts(at),
-            "status": status,
-            "error": error,
-            "failures": failures,
-            "next_poll": ts(next_poll) if next_poll else None,
-            "next_reason": next_reason,
-            "next_detail": next_detail,
-            "gone": int(gone),
+            "name": u.feed,
+            "at": ts(u.at),
+            "status": u.status,
+            "error": u.error,
+            "failures": u.failures,
+            "next_poll": ts(u.next_poll) if u.next_poll else None,
+            "next_reason": u.next_reason,
+            "next_detail": u.next_detail,
+            "gone": int(u.gone),
         }
-        if success:
+        if u.success:
             sets += ["last_success = :at", "warning = :warning"]
-            params["warning"] = warning
+            params["warning"] = u.warning
             # RFC 9111 4.3.4: a 304 may carry new validators; keep the old ones if not.
-            if etag is not None:
+            if u.etag is not None:
                 sets.append("etag = :etag")
-                params["etag"] = etag
-            if last_modified is not None:
+                params["etag"] = u.etag
+            if u.last_modified is not None:
                 sets.append("last_modified = :last_modified")
-                params["last_modified"] = last_modified
-            if status == 200:  # a fresh body without a hint (or language) drops the old one
+                params["last_modified"] = u.last_modified
+            if u.status == 200:  # a fresh body without a hint (or language) drops the old one
                 sets += [
                     "hint_seconds = :hint",
                     "language = :language",
                     "item_digests = :item_digests",
                 ]
-                params["hint"] = hint_seconds
-                params["language"] = language
+                params["hint"] = u.hint_seconds
+                params["language"] = u.language
                 # written with the entries they describe, in the same transaction
-                params["item_digests"] = item_digests
-                if full_read:
+                params["item_digests"] = u.item_digests
+                if u.full_read:
                     sets.append("full_read = :at")
-        if counts is not None:
+        if u.counts is not None:
             sets.append("last_counts = :counts")
-            params["counts"] = json.dumps(counts, sort_keys=True)
-            skipped = counts.get("skipped") or {}
+            params["counts"] = json.dumps(u.counts, sort_keys=True)
+            skipped = u.counts.get("skipped") or {}
             for reason, column in _SKIP_COLUMNS.items():
                 if skipped.get(reason):
                     sets.append(f"{column} = {column} + :{column}")
                     params[column] = int(skipped[reason])
-        if url is not None:
+        if u.url is not None:
             sets.append("url = :url")
-            params["url"] = url
-        if title is not None:
+            params["url"] = u.url
+        if u.title is not None:
             sets.append("title = :title")
-            params["title"] = title
-        if site_link is not None:
+            params["title"] = u.title
+        if u.site_link is not None:
             sets.append("site_link = :site_link")
-            params["site_link"] = site_link
+            params["site_link"] = u.site_link
         self.conn.execute(f"UPDATE feeds SET {', '.join(sets)} WHERE name = :name", params)
 
     def feed_statuses(self) -> list[FeedStatus]:
