@@ -22,10 +22,13 @@ Hostile input, decided by test (tests/test_parse.py):
 - **External DTDs and external entities are never read:** feedparser turns off
   expat's `feature_external_ges` and drops the DOCTYPE; the screen refuses external
   entities anyway, so nothing depends on that alone.
-- **Lying encodings:** a body that declares UTF-8 but is not, is decoded by
-  feedparser as windows-1252. When that decoding looks like mojibake (mostly
-  accented Latin letters, the signature of Cyrillic or Arabic bytes read as
-  cp1252), charset-normalizer's guess is used instead.
+- **Encodings:** the body is read in its declared encoding (BOM, HTTP charset, XML
+  declaration; UTF-8 when none), with only the bytes it cannot read replaced by
+  U+FFFD, and handed to feedparser as UTF-8. feedparser itself would read the
+  whole body as windows-1252 or iso-8859-2 over one stray byte. Another reading is
+  taken only when clearly better (`_reading`): valid UTF-8 whatever is declared, or
+  charset-normalizer's guess when the declared encoding reads almost nothing (a
+  cp1251, koi8-r or windows-1256 body that declares nothing, or lies).
 - **Empty items** (no guid, link, title or text: a stray `<item />` nested in
   another item) are dropped.
 - **Size:** at most `max_entries` entries (newest kept), each text field cut to
@@ -37,6 +40,7 @@ Hostile input, decided by test (tests/test_parse.py):
 from __future__ import annotations
 
 import calendar
+import codecs
 import email.utils
 import hashlib
 import html
@@ -97,9 +101,16 @@ def parse(
         raise ParseError("empty body: not a feed", url)
     if _is_json(body, lower):
         return _parse_json(body, url, max_entries, max_field)
+    reading = _reading(body, lower)
+    encoding_note = None
+    response_headers = dict(lower)
+    if reading is not None:
+        # feedparser is handed UTF-8 and told so: it would otherwise decode the whole
+        # body with a fallback code page over one bad byte
+        body, encoding_note = reading
+        response_headers["content-type"] = "application/xml; charset=utf-8"
     _screen_doctype(body, url)
 
-    response_headers = dict(lower)
     base = None
     if url:
         location = lower.get("content-location")
@@ -122,21 +133,10 @@ def parse(
         if d.get("bozo") and not isinstance(d.get("bozo_exception"), _HARMLESS):
             d = None  # cut where the markup did not allow it: the whole body decides
     if d is None:
-        # (an encoding override is bozo too: the repair below always has the whole body)
         body = _fix_char_refs(body)
         _screen_elements(body, url)
         d = _feedparser(body, response_headers, url)
     exc = d.get("bozo_exception")
-    repair_note = None
-    if isinstance(exc, feedparser.CharacterEncodingOverride):
-        repaired = _repair_encoding(body, d)
-        if repaired is not None:
-            utf8, encoding = repaired
-            d = _feedparser(
-                _fix_char_refs(utf8), {**response_headers, "content-type": "application/xml"}, url
-            )
-            exc = d.get("bozo_exception")
-            repair_note = f"encoding: the declared one does not decode the body; read as {encoding}"
 
     # A feed served as text/html or text/plain is common and harmless: feedparser
     # flags it, but only a real XML error is worth a warning.
@@ -156,7 +156,8 @@ def parse(
         link=_cut(_absolute(base, _text(feed.get("link"))), max_field),
         entries=_cap(_unique(entries), max_entries),
         hint_seconds=_hint_seconds(feed),
-        warning=_describe(exc) if bozo else repair_note,
+        warning="; ".join(w for w in (_describe(exc) if bozo else None, encoding_note) if w)
+        or None,
         language=_language(feed.get("language") or d.get("headers", {}).get("content-language")),
         item_digests=digests,
     )
@@ -251,7 +252,7 @@ def _feedparser(body: bytes, response_headers: Mapping[str, str], url: str | Non
             resolve_relative_uris=False,
             sanitize_html=False,
         )
-    except (ValueError, OverflowError, RecursionError) as e:
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
         # feedparser's loose parser raises on input _fix_char_refs cannot see (a UTF-16
         # body, say); a stranger's bytes must fail their own feed, not the poll.
         raise ParseError(f"not a feed: {_describe(e)}", url) from None
@@ -525,15 +526,93 @@ def _loose_date(raw: bytes) -> datetime | None:
 
 # --- encodings -----------------------------------------------------------------
 
-_LATIN_ACCENTED = re.compile(r"[\u00c0-\u00ff]")
+#: legacy names and the supersets that read them (what browsers do): a byte the
+#: narrower table lacks is then not taken for damage
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+    "big5": "cp950",
+    "ascii": "cp1252",
+    "latin_1": "cp1252",
+}
+#: an encoding's name in a Content-Type header
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([^\s;"']+)""", re.IGNORECASE)
+#: the encoding in an XML declaration
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']{1,40})["']""")
+#: the same, in the decoded text, to say UTF-8 once the body is re-encoded
+_TEXT_DECLARATION = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)(["'])[^"']*\2""")
+#: where text is in the bytes: outside tags, CDATA markers dropped
+_CDATA_MARKS = re.compile(rb"<!\[CDATA\[|\]\]>")
+_TAGS = re.compile(rb"<[^<>]*>")
+_LATIN_ACCENTED = re.compile(r"[\u00c0-\u024f]")
 _LETTERS = re.compile(r"[^\W\d_]")
-
-
 _MARKUP = re.compile(r"<[^>]*>")
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _codec(name: str | None) -> str | None:
+    """Python's codec for a declared encoding name; None for an unknown one, or one
+    in which the markup would not be ASCII (UTF-16 declared in an 8-bit body, UTF-7)."""
+    if not name:
+        return None
+    try:
+        codec = codecs.lookup(name.strip().strip("\"'")).name.replace("-", "_")
+    except (LookupError, ValueError):
+        return None
+    codec = {"utf_8_sig": "utf_8", "iso8859_1": "latin_1", "us_ascii": "ascii"}.get(codec, codec)
+    codec = _SUPERSETS.get(codec, codec)
+    if codec.startswith(("utf_16", "utf_32", "utf_7")):
+        return None
+    try:
+        if "<?xml encoding='x'?>".encode(codec) != b"<?xml encoding='x'?>":
+            return None
+    except (UnicodeError, LookupError):
+        return None
+    return codec
+
+
+def _declared(body: bytes, headers: Mapping[str, str]) -> list[str]:
+    """The encodings the body is declared in, strongest first: BOM, HTTP charset,
+    XML declaration (RFC 7303 section 3; a BOM wins, as in browsers)."""
+    found = []
+    if body.startswith(_BOM):
+        found.append("utf_8")
+    header = _CHARSET.search(headers.get("content-type", ""))
+    if header:
+        found.append(_codec(header.group(1)))
+    declaration = _XML_ENCODING.match(body.removeprefix(_BOM), 0, 512)
+    if declaration:
+        found.append(_codec(declaration.group(1).decode("ascii", "replace")))
+    return list(dict.fromkeys(c for c in found if c))
+
+
+def _decoded(body: bytes, codec: str) -> tuple[str, int, int]:
+    """The body as `codec` reads it, each undecodable sequence replaced by U+FFFD
+    (as `bytes.decode(..., "replace")` does), the number of those, and the number of
+    non-ASCII characters read right."""
+    try:
+        text = body.decode(codec)
+        bad = 0
+    except UnicodeDecodeError:
+        text = body.decode(codec, "replace")
+        bad = text.count("\ufffd") - body.decode(codec, "ignore").count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    return text, bad, non_ascii - bad
+
+
+_WIDE_CHAR = re.compile("[\u0800-\ufffc\ufffe-\U0010ffff]")
+
+
+def _wide_chars(text: str) -> int:
+    """Characters of three bytes or more in UTF-8, U+FFFD aside."""
+    return len(_WIDE_CHAR.findall(text))
 
 
 def _mojibake_ratio(text: str) -> float:
-    """Share of letters that are accented Latin-1 letters: high for cp1251 read as cp1252.
+    """Share of letters that are accented Latin letters: high for Cyrillic, Arabic or
+    UTF-8 bytes read as a Latin code page ("Ïðèâåò", "ĐŸĐ°ĐşĐ¸Ń…").
 
     Counted outside tags: element names are ASCII letters, and in a short feed they
     outnumber the text enough to hide the mojibake.
@@ -543,25 +622,103 @@ def _mojibake_ratio(text: str) -> float:
     return len(_LATIN_ACCENTED.findall(text)) / letters if letters else 0.0
 
 
-def _repair_encoding(body: bytes, d: Any) -> tuple[bytes, str] | None:
-    """Re-encode a body whose declared encoding lied, when a better guess exists."""
-    used = d.get("encoding") or "windows-1252"
-    try:
-        as_used = body.decode(used, "replace")
-    except LookupError:
-        return None
-    if _mojibake_ratio(as_used) < 0.3:
-        return None
-    import charset_normalizer  # only for the rare lying body
+def _is_latin(text: str) -> bool:
+    """Whether the non-ASCII letters of a reading are Latin ones (a Western text)."""
+    letters = [c for c in _LETTERS.findall(text) if not c.isascii()]
+    return sum("\u00c0" <= c <= "\u024f" for c in letters) * 2 >= len(letters)
 
-    best = charset_normalizer.from_bytes(body).best()
-    if best is None or best.encoding.replace("_", "-") in (used, used.replace("windows-", "cp")):
+
+def _detect(body: bytes) -> tuple[str, str] | None:
+    """The body's text and encoding by charset-normalizer, for a body that does not
+    say its encoding, or says one that does not read it.
+
+    Only the text between tags is measured: the markup is ASCII in every candidate and
+    drowns the signal of a short feed. Latin text gives no clear winner among the
+    Western code pages (German reads the same in cp775 and cp1250), so a Latin
+    reading that windows-1252, by far the commonest of them, reads without
+    mojibake is read as windows-1252.
+    """
+    import charset_normalizer  # only for the rare body that needs it
+
+    sample = _TAGS.sub(b" ", _CDATA_MARKS.sub(b" ", body))
+    best = charset_normalizer.from_bytes(sample).best()
+    if best is None:
         return None
+    codec = best.encoding
     text = str(best)
-    if _mojibake_ratio(text) >= 0.1:
+    if codec != "cp1252" and _is_latin(text):
+        try:
+            western = sample.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if _mojibake_ratio(western) < 0.3:
+                codec = "cp1252"
+    text, _, _ = _decoded(body, codec)
+    return text, codec
+
+
+def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None] | None:
+    """The body as UTF-8, and a note when it was not read as it declares; None for a
+    UTF-16/32 body, which feedparser reads as it is.
+
+    The declared encoding is kept, and only the bytes it cannot read are replaced
+    (with U+FFFD), while it reads most of the text: one stray byte in a UTF-8 feed
+    must not turn every title into mojibake, as feedparser's fallback to
+    windows-1252 or iso-8859-2 for the whole body does. Another reading is taken
+    only when it is clearly better: a body that is valid UTF-8 whatever it declares
+    (legacy text is next to never valid UTF-8), another declared encoding that reads
+    it all, or charset-normalizer's guess when the declared one reads almost nothing
+    (cp1251, koi8-r or windows-1256 bodies that declare nothing, or declare UTF-8).
+    """
+    if body.startswith(_WIDE_BOMS) or b"\x00" in body[:4]:
         return None
-    text = re.sub(r"^\s*<\?xml[^>]*\?>", '<?xml version="1.0" encoding="utf-8"?>', text, count=1)
-    return text.encode("utf-8"), best.encoding
+    if body.isascii():
+        return body, None
+    declared = _declared(body, headers)
+    codec = declared[0] if declared else "utf_8"
+    text, bad, good = _decoded(body, codec)
+    note = None
+    if codec != "utf_8":
+        as_utf8, utf8_bad, utf8_good = _decoded(body, "utf_8")
+        if utf8_good > 4 * utf8_bad and (bad or _mojibake_ratio(text) >= 0.3 or not utf8_bad):
+            name = codec.replace("_", "-")
+            text, codec, bad, note = as_utf8, "utf_8", utf8_bad, f"declared {name}, read as utf-8"
+    if bad > (4 * good + 16 * _wide_chars(text) if codec == "utf_8" else good):
+        # The declared encoding reads little of the text: it is not this body's. Legacy
+        # text next to never forms valid UTF-8 sequences by chance (the 7,000
+        # non-ASCII bytes of a Russian cp1251 feed form none, of an Urdu cp1256 one,
+        # 50 short ones), so a few of them outweigh many stray bytes in a text that
+        # is mostly ASCII.
+        for other in declared[1:]:
+            other_text, other_bad, _ = _decoded(body, other)
+            if not other_bad:
+                name = codec.replace("_", "-")
+                text, codec, bad = other_text, other, 0
+                note = f"the declared {name} does not read the body; read as {other}, also declared"
+                break
+        else:
+            guess = _detect(body)
+            if guess is not None and guess[1] != codec:
+                name = codec.replace("_", "-")
+                said = f"the declared {name}" if declared else "utf-8, the default,"
+                text, codec = guess
+                bad = 0
+                note = f"{said} does not read the body; read as {codec}"
+    elif not bad and codec != "utf_8" and _mojibake_ratio(text) >= 0.3:
+        # A Latin code page declared for Cyrillic or Arabic bytes ("Ïðèâåò").
+        guess = _detect(body)
+        if guess is not None and _mojibake_ratio(guess[0]) < 0.1:
+            note = f"the declared {codec} reads as mojibake; read as {guess[1]}"
+            text, codec = guess
+    if bad:
+        name = codec.replace("_", "-")
+        damage = f"{bad} byte sequence{'s' if bad > 1 else ''} not valid {name} replaced"
+        note = f"{note}; {damage}" if note else damage
+    if codec == "utf_8" and not bad and not body.startswith(_BOM):
+        return body, note
+    text = _TEXT_DECLARATION.sub(r'\1"utf-8"', text.removeprefix("\ufeff"), count=1)
+    return text.encode("utf-8"), f"encoding: {note}" if note else None
 
 
 # --- JSON Feed -----------------------------------------------------------------
