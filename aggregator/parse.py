@@ -764,7 +764,7 @@ def _parse_json(
         updated = _json_date(item.get("date_modified"))
         entries.append(
             models.ParsedEntry(
-                guid=_cut(_text(item.get("id")), max_field),
+                guid=_cut(_json_id(item.get("id")), max_field),
                 link=_cut(link, max_field),
                 title=_cut(_text(item.get("title")), max_field) or "",
                 summary=_cut(summary, max_field) or "",
@@ -942,15 +942,19 @@ def _positive_int(value: Any) -> int | None:
 
 
 def _text(value: Any) -> str | None:
-    """A stripped string, or None for missing/empty/non-scalar values."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        value = str(value)
+    """A stripped string, or None for anything else: a JSON Feed's `"title": 1000`
+    or `"url": 1.2` is a mistake, not a title "1000" or a link to "1.2"."""
     if not isinstance(value, str):
         return None
     value = value.strip()
     return value or None
+
+
+def _json_id(value: Any) -> str | None:
+    """An item id: JSON Feed 1.1 says a reader must coerce a number to a string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return _text(value)
 
 
 #: characters XML 1.0 forbids: a feed's control characters or lone surrogates would make
