@@ -706,6 +706,13 @@ def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None
         return body, None
     declared = _declared(body, headers)
     codec = declared[0] if declared else "utf_8"
+    if codec == "utf_8" and not body.startswith(_BOM):
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return body, None  # the common case: nothing to count or re-encode
     text, bad, good = _decoded(body, codec)
     note = None
     if codec != "utf_8":
@@ -713,12 +720,13 @@ def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None
         if utf8_good > 4 * utf8_bad and (bad or _mojibake_ratio(text) >= 0.3 or not utf8_bad):
             name = codec.replace("_", "-")
             text, codec, bad, note = as_utf8, "utf_8", utf8_bad, f"declared {name}, read as utf-8"
-    if bad > (4 * good + 16 * _wide_chars(text) if codec == "utf_8" else good):
-        # The declared encoding reads little of the text: it is not this body's. Legacy
-        # text next to never forms valid UTF-8 sequences by chance (the 7,000
-        # non-ASCII bytes of a Russian cp1251 feed form none, of an Urdu cp1256 one,
-        # 50 short ones), so a few of them outweigh many stray bytes in a text that
-        # is mostly ASCII.
+    if bad > good:
+        # The declared encoding reads less than half of the text: it is not this body's,
+        # unless it is UTF-8 and a guess would read it as Latin text. Legacy text next
+        # to never forms valid UTF-8 by chance (the 7,000 non-ASCII bytes of a Russian
+        # cp1251 feed form none, of an Urdu cp1256 one, 50 short ones), so in a text
+        # that is mostly ASCII a few valid sequences outweigh many stray bytes.
+        clearly = codec != "utf_8" or bad > 4 * good + 16 * _wide_chars(text)
         for other in declared[1:]:
             other_text, other_bad, _ = _decoded(body, other)
             if not other_bad:
@@ -728,7 +736,7 @@ def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None
                 break
         else:
             guess = _detect(body)
-            if guess is not None and guess[1] != codec:
+            if guess is not None and guess[1] != codec and (clearly or not _is_latin(guess[0])):
                 name = codec.replace("_", "-")
                 said = f"the declared {name}" if declared else "utf-8, the default,"
                 text, codec = guess

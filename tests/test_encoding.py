@@ -303,3 +303,32 @@ def test_poll_and_export_undeclared_legacy_feed(
     for fmt, by_topic in exported.items():
         assert sorted(by_topic["all"]) == sorted(truth), fmt
         assert by_topic["q"] and set(by_topic["q"]) <= set(truth), fmt
+
+
+def _first_items(text: str, keep: int) -> str:
+    """The feed with its first `keep` items (a feed of one story is a hard case)."""
+    start = text.index("<item")
+    ends = [i + len("</item>") for i in range(len(text)) if text.startswith("</item>", i)]
+    return text[:start] + text[start : ends[keep - 1]] + text[ends[-1] :]
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+@pytest.mark.parametrize(
+    ("file", "source", "encoding"),
+    [
+        ("ru-oren.koi8r-undeclared.xml", "koi8-r", "cp1251"),
+        ("ru-oren.koi8r-undeclared.xml", "koi8-r", "koi8-r"),
+        ("ru-oren.koi8r-undeclared.xml", "koi8-r", "iso-8859-5"),
+        ("ru-oren.koi8r-undeclared.xml", "koi8-r", "cp866"),
+        ("ru-oren.koi8r-undeclared.xml", "koi8-r", "mac-cyrillic"),
+        ("ar-news.cp1256-undeclared.xml", "cp1256", "cp1256"),
+        ("ar-news.cp1256-undeclared.xml", "cp1256", "iso-8859-6"),
+    ],
+)
+def test_short_legacy_feeds_that_declare_nothing(
+    file: str, source: str, encoding: str, keep: int
+) -> None:
+    text = _first_items((FEEDS / file).read_bytes().decode(source), keep)
+    truth = titles(parse.parse(text.encode("utf-8")))
+    assert len(truth) == keep
+    assert titles(parse.parse(text.encode(encoding))) == truth
