@@ -43,6 +43,7 @@ from __future__ import annotations
 import calendar
 import codecs
 import email.utils
+import functools
 import hashlib
 import html
 import io
@@ -632,6 +633,27 @@ def _decoded(body: bytes, codec: str) -> tuple[str, int, int]:
 
 
 _WIDE_CHAR = re.compile("[\u0800-\ufffc\ufffe-\U0010ffff]")
+#: one valid multi-byte UTF-8 sequence (a cp1251 body has next to none)
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_latin_page(codec: str) -> bool:
+    """Whether a code page reads its high bytes as Latin letters (windows-1252, not
+    windows-1251): only then can Cyrillic or Arabic bytes come out as mojibake."""
+    try:
+        "é".encode(codec)
+    except UnicodeEncodeError:
+        return False
+    for letter in "Жعאλ":
+        try:
+            letter.encode(codec)
+        except UnicodeEncodeError:
+            continue
+        return False
+    return True
 
 
 def _wide_chars(text: str) -> int:
@@ -657,9 +679,9 @@ def _is_latin(text: str) -> bool:
     return sum("\u00c0" <= c <= "\u024f" for c in letters) * 2 >= len(letters)
 
 
-def _detect(body: bytes) -> tuple[str, str] | None:
-    """The body's text and encoding by charset-normalizer, for a body that does not
-    say its encoding, or says one that does not read it.
+def _detect(body: bytes) -> tuple[str, str, int] | None:
+    """The body's text, encoding and undecodable sequences by charset-normalizer, for
+    a body that does not say its encoding, or says one that does not read it.
 
     Only the text between tags is measured: the markup is ASCII in every candidate and
     drowns the signal of a short feed. Latin text gives no clear winner among the
@@ -683,8 +705,8 @@ def _detect(body: bytes) -> tuple[str, str] | None:
         else:
             if _mojibake_ratio(western) < 0.3:
                 codec = "cp1252"
-    text, _, _ = _decoded(body, codec)
-    return text, codec
+    text, bad, _ = _decoded(body, codec)
+    return text, codec, bad
 
 
 def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None] | None:
@@ -715,9 +737,9 @@ def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None
             return body, None  # the common case: nothing to count or re-encode
     text, bad, good = _decoded(body, codec)
     note = None
-    if codec != "utf_8":
+    if codec != "utf_8" and _UTF8_SEQUENCE.search(body):
         as_utf8, utf8_bad, utf8_good = _decoded(body, "utf_8")
-        if utf8_good > 4 * utf8_bad and (bad or _mojibake_ratio(text) >= 0.3 or not utf8_bad):
+        if utf8_good > 4 * utf8_bad and (bad or not utf8_bad or _mojibake_ratio(text) >= 0.3):
             name = codec.replace("_", "-")
             text, codec, bad, note = as_utf8, "utf_8", utf8_bad, f"declared {name}, read as utf-8"
     if bad > good:
@@ -739,23 +761,23 @@ def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None
             if guess is not None and guess[1] != codec and (clearly or not _is_latin(guess[0])):
                 name = codec.replace("_", "-")
                 said = f"the declared {name}" if declared else "utf-8, the default,"
-                text, codec = guess
-                bad = 0
+                text, codec, bad = guess
                 note = f"{said} does not read the body; read as {codec}"
-    elif not bad and codec != "utf_8" and _mojibake_ratio(text) >= 0.3:
+    elif not bad and _is_latin_page(codec) and _mojibake_ratio(text) >= 0.3:
         # A Latin code page declared for Cyrillic or Arabic bytes ("Ïðèâåò").
         guess = _detect(body)
         if guess is not None and _mojibake_ratio(guess[0]) < 0.1:
             note = f"the declared {codec} reads as mojibake; read as {guess[1]}"
-            text, codec = guess
+            text, codec, bad = guess
     if bad:
         name = codec.replace("_", "-")
         damage = f"{bad} byte sequence{'s' if bad > 1 else ''} not valid {name} replaced"
         note = f"{note}; {damage}" if note else damage
+    note = f"encoding: {note}" if note else None
     if codec == "utf_8" and not bad and not body.startswith(_BOM):
         return body, note
     text = _TEXT_DECLARATION.sub(r'\1"utf-8"', text.removeprefix("\ufeff"), count=1)
-    return text.encode("utf-8"), f"encoding: {note}" if note else None
+    return text.encode("utf-8"), note
 
 
 # --- JSON Feed -----------------------------------------------------------------
