@@ -606,7 +606,7 @@ def _codec(name: str | None) -> str | None:
 def _declared(body: bytes, headers: Mapping[str, str]) -> list[str]:
     """The encodings the body is declared in, strongest first: BOM, HTTP charset,
     XML declaration (RFC 7303 section 3; a BOM wins, as in browsers)."""
-    found = []
+    found: list[str | None] = []
     if body.startswith(_BOM):
         found.append("utf_8")
     header = _CHARSET.search(headers.get("content-type", ""))
@@ -675,8 +675,9 @@ def _mojibake_ratio(text: str) -> float:
 
 def _is_latin(text: str) -> bool:
     """Whether the non-ASCII letters of a reading are Latin ones (a Western text)."""
-    letters = [c for c in _LETTERS.findall(text) if not c.isascii()]
-    return sum("\u00c0" <= c <= "\u024f" for c in letters) * 2 >= len(letters)
+    letters: list[str] = [c for c in _LETTERS.findall(text) if not c.isascii()]
+    latin = sum("\u00c0" <= c <= "\u024f" for c in letters)
+    return latin * 2 >= len(letters)
 
 
 def _detect(body: bytes) -> tuple[str, str, int] | None:
