@@ -1218,7 +1218,10 @@ def test_no_markup_attack_survives_into_any_format(xss_site: tuple[str, Path], s
     # Escaped markup in a title is its text; real markup is not.
     titles = {i["title"] for i in json.loads(jsn.content)["items"]}
     assert any(t.endswith(f" {len(PAYLOADS) - 1} <script>alert(20)</script>") for t in titles)
-    assert not [t for t in titles if "alert(1)" in t or "onerror" in t]
+    # A body declared UTF-7 is never decoded as UTF-7 (the HTML standard forbids it
+    # too): its "+ADw-script+AD4-" stays inert text, and no markup comes out of it.
+    assert not [t for t in titles if ("alert(1)" in t and "+ADw-" not in t) or "onerror" in t]
+    assert not [t for t in titles if "<script>alert(1)" in t]
     assert "outlet" in index.text or "Topic" in index.text
     csp = index.headers.get("Content-Security-Policy", "")
     assert "default-src 'none'" in csp and "unsafe-inline" not in csp, csp

@@ -500,13 +500,26 @@ def test_netscape_rss_091_doctype_and_character_entities_pass() -> None:
 
 def test_entity_in_encoding_expat_cannot_read_is_refused() -> None:
     body = (
+        '<?xml version="1.0" encoding="x-no-such-encoding"?>\n<!DOCTYPE rss [\n'
+        f'<!ENTITY a "{"A" * 50}">\n]>\n'
+        '<rss version="2.0"><channel><title>t</title><item><guid>a</guid>'
+        "<title>News &a;</title></item></channel></rss>"
+    ).encode()
+    with pytest.raises(ParseError, match="refused"):
+        parse.parse(body)
+
+
+def test_entity_in_a_legacy_encoding_is_screened_once_read() -> None:
+    body = (
         '<?xml version="1.0" encoding="gb2312"?>\n<!DOCTYPE rss [\n'
         f'<!ENTITY a "{"A" * 50}">\n]>\n'
         '<rss version="2.0"><channel><title>t</title><item><guid>a</guid>'
         "<title>新闻 &a;</title></item></channel></rss>"
     ).encode("gb2312")
-    with pytest.raises(ParseError, match="refused"):
-        parse.parse(body)
+    assert [e.title for e in parse.parse(body).entries] == ["新闻 " + "A" * 50]
+    flood = body.replace(b"&a;</title>", b"&a;" * 200_000 + b"</title>")
+    with pytest.raises(ParseError, match="refused: DOCTYPE declares entities whose references"):
+        parse.parse(flood)
 
 
 # --- size caps -----------------------------------------------------------------------

@@ -47,6 +47,8 @@ class ParsePool:
         self._used = 0.0
         self._worked = False
         self._pool: ProcessPoolExecutor | None = None
+        #: threads shutting down pools let go of (`_retire`); `close` waits for them
+        self._retiring: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._frozen = False
 
@@ -105,6 +107,7 @@ class ParsePool:
         loaded modules instead of importing their own.
         """
         if self.processes > 0:
+            self._used = time.monotonic()  # started for this poll: not idle
             self._get().submit(int).result()
 
     def close_if_idle(self) -> None:
@@ -115,14 +118,33 @@ class ParsePool:
                 return
             self._pool = None
             self._release()
-        pool.shutdown(wait=False, cancel_futures=False)
+        self._retire(pool, cancel_futures=False)
 
     def _drop(self, pool: ProcessPoolExecutor) -> None:
         with self._lock:
             if self._pool is pool:
                 self._pool = None
                 self._release()
-        pool.shutdown(wait=False, cancel_futures=True)
+        self._retire(pool, cancel_futures=True)
+
+    def _retire(self, pool: ProcessPoolExecutor, *, cancel_futures: bool) -> None:
+        """Shut `pool` down without making the caller wait; `close` waits for it.
+
+        A pool still winding down when the interpreter exits races concurrent.futures'
+        exit hook, which wakes the pool's manager thread through a pipe that thread is
+        closing: "Exception ignored in: <module 'threading'> ... OSError: [Errno 9]
+        Bad file descriptor" (CPython 3.11; 3.13 locks the pipe). So no pool is ever
+        left to finish on its own.
+        """
+        stopping = threading.Thread(
+            target=pool.shutdown,
+            kwargs={"wait": True, "cancel_futures": cancel_futures},
+            name="parse-pool-stop",
+            daemon=True,
+        )
+        stopping.start()
+        with self._lock:
+            self._retiring = [t for t in self._retiring if t.is_alive()] + [stopping]
 
     def _release(self) -> None:
         """With the forked workers gone, the collector walks every object again."""
@@ -136,14 +158,11 @@ class ParsePool:
         with self._lock:
             pool, self._pool = self._pool, None
             self._release()
-        if pool is None:
-            return
-        if timeout is None:
-            pool.shutdown(wait=True, cancel_futures=True)
-            return
-        stopping = threading.Thread(
-            target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
-        )
-        stopping.start()
-        # past the deadline a worker still parsing is left to `worker_started`'s watch
-        stopping.join(timeout)
+        if pool is not None:
+            self._retire(pool, cancel_futures=True)
+        with self._lock:
+            retiring, self._retiring = self._retiring, []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for stopping in retiring:
+            # past the deadline a worker still parsing is left to `worker_started`'s watch
+            stopping.join(None if deadline is None else max(0.0, deadline - time.monotonic()))

@@ -16,16 +16,20 @@ Hostile input, decided by test (tests/test_parse.py):
   more than 2 GB. A one-line DOCTYPE escapes feedparser's stripping altogether and
   expat expands it below its 8 MiB activation threshold. So `_screen_doctype` reads
   the prolog with expat (stopping at the root element) and refuses any parameter
-  entity, any external (SYSTEM/PUBLIC) entity, and any internal entity whose value
-  is longer than a few characters or refers to other entities. Declarations that
-  name one character (`<!ENTITY nbsp "&#160;">`, still seen in old feeds) pass.
+  entity, any external (SYSTEM/PUBLIC) entity, any internal entity that refers to
+  other entities, and literal ones whose references would grow the body more than
+  threefold (plus 1 MiB). A short literal (`<!ENTITY nbsp "&#160;">`, still seen in
+  old feeds; `<!ENTITY id "tag:example.com,">`) is read as feedparser reads it.
 - **External DTDs and external entities are never read:** feedparser turns off
   expat's `feature_external_ges` and drops the DOCTYPE; the screen refuses external
   entities anyway, so nothing depends on that alone.
-- **Lying encodings:** a body that declares UTF-8 but is not, is decoded by
-  feedparser as windows-1252. When that decoding looks like mojibake (mostly
-  accented Latin letters, the signature of Cyrillic or Arabic bytes read as
-  cp1252), charset-normalizer's guess is used instead.
+- **Encodings:** the body is read in its declared encoding (BOM, HTTP charset, XML
+  declaration; UTF-8 when none), with only the bytes it cannot read replaced by
+  U+FFFD, and handed to feedparser as UTF-8. feedparser itself would read the
+  whole body as windows-1252 or iso-8859-2 over one stray byte. Another reading is
+  taken only when clearly better (`_reading`): valid UTF-8 whatever is declared, or
+  charset-normalizer's guess when the declared encoding reads almost nothing (a
+  cp1251, koi8-r or windows-1256 body that declares nothing, or lies).
 - **Empty items** (no guid, link, title or text: a stray `<item />` nested in
   another item) are dropped.
 - **Size:** at most `max_entries` entries (newest kept), each text field cut to
@@ -37,7 +41,9 @@ Hostile input, decided by test (tests/test_parse.py):
 from __future__ import annotations
 
 import calendar
+import codecs
 import email.utils
+import functools
 import hashlib
 import html
 import io
@@ -59,7 +65,7 @@ from aggregator.text import xml_text
 MIN_YEAR = 1990
 MAX_YEAR = 2100
 
-#: the longest entity value the screen lets through (a character, or a short ligature)
+#: the longest entity value let through in a UTF-16 body (a character, or a ligature)
 _MAX_ENTITY_VALUE = 8
 
 #: sy:updatePeriod names, in seconds (RSS 1.0 syndication module)
@@ -98,9 +104,16 @@ def parse(
         raise ParseError("empty body: not a feed", url)
     if _is_json(body, lower):
         return _parse_json(body, url, max_entries, max_field)
+    reading = _reading(body, lower)
+    encoding_note = None
+    response_headers = dict(lower)
+    if reading is not None:
+        # feedparser is handed UTF-8 and told so: it would otherwise decode the whole
+        # body with a fallback code page over one bad byte
+        body, encoding_note = reading
+        response_headers["content-type"] = "application/xml; charset=utf-8"
     _screen_doctype(body, url)
 
-    response_headers = dict(lower)
     base = None
     if url:
         location = lower.get("content-location")
@@ -124,21 +137,10 @@ def parse(
             d = None  # cut where the markup did not allow it: the whole body decides
     if d is None:
         left_out = 0
-        # (an encoding override is bozo too: the repair below always has the whole body)
         body = _fix_char_refs(body)
         _screen_elements(body, url)
         d = _feedparser(body, response_headers, url)
     exc = d.get("bozo_exception")
-    repair_note = None
-    if isinstance(exc, feedparser.CharacterEncodingOverride):
-        repaired = _repair_encoding(body, d)
-        if repaired is not None:
-            utf8, encoding = repaired
-            d = _feedparser(
-                _fix_char_refs(utf8), {**response_headers, "content-type": "application/xml"}, url
-            )
-            exc = d.get("bozo_exception")
-            repair_note = f"encoding: the declared one does not decode the body; read as {encoding}"
 
     # A feed served as text/html or text/plain is common and harmless: feedparser
     # flags it, but only a real XML error is worth a warning.
@@ -161,7 +163,8 @@ def parse(
         link=_cut(_absolute(base, _text(feed.get("link"))), max_field),
         entries=kept,
         hint_seconds=_hint_seconds(feed),
-        warning=_describe(exc) if bozo else repair_note,
+        warning="; ".join(w for w in (_describe(exc) if bozo else None, encoding_note) if w)
+        or None,
         language=_language(feed.get("language") or d.get("headers", {}).get("content-language")),
         item_digests=digests,
         read=trimmed + left_out + len(raw_entries),
@@ -261,7 +264,7 @@ def _feedparser(body: bytes, response_headers: Mapping[str, str], url: str | Non
             resolve_relative_uris=False,
             sanitize_html=False,
         )
-    except (ValueError, OverflowError, RecursionError) as e:
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
         # feedparser's loose parser raises on input _fix_char_refs cannot see (a UTF-16
         # body, say); a stranger's bytes must fail their own feed, not the poll.
         raise ParseError(f"not a feed: {_describe(e)}", url) from None
@@ -309,8 +312,17 @@ class _PrologDone(Exception):
 
 
 def _screen_doctype(body: bytes, url: str | None) -> None:
-    """Refuse entity declarations that could expand or read outside the body."""
+    """Refuse entity declarations that could expand or read outside the body.
+
+    A literal value (`<!ENTITY id "tag:example.com,">`, as in feedparser's own tests)
+    passes, and feedparser reads it as it always has, while its references expand
+    the body by at most `_MAX_EXPANSION` times plus `_EXPANSION_ALLOWANCE`
+    characters: a quadratic blow-up is many references to one long value, and is
+    refused by that count, not by the length of the value alone.
+    """
     refusal: list[str] = []
+    sizes: dict[str, int] = {}
+    wide = body[:4].startswith(_WIDE_BOMS) or b"\x00" in body[:4]
 
     def entity_decl(
         name: str,
@@ -325,8 +337,13 @@ def _screen_doctype(body: bytes, url: str | None) -> None:
             refusal.append(f"parameter entity %{name}")
         elif value is None:
             refusal.append(f"external entity &{name}; ({system_id or public_id})")
-        elif len(value) > _MAX_ENTITY_VALUE or "&" in value or "<" in value:
+        elif "&" in value or "<" in value:
+            refusal.append(f"entity &{name}; that refers to other entities or markup")
+        elif wide and len(value) > _MAX_ENTITY_VALUE:
+            # references in a UTF-16 body are not counted: a character, or a ligature
             refusal.append(f"entity &{name}; of {len(value)} characters")
+        else:
+            sizes[name] = len(value)
         if refusal:
             raise _PrologDone
 
@@ -348,8 +365,22 @@ def _screen_doctype(body: bytes, url: str | None) -> None:
         head = body.replace(b"\x00", b"")
         if re.search(rb"<!ENTITY", head, re.IGNORECASE):
             refusal.append("an entity in a prolog expat cannot read")
+    if not refusal and sizes and not wide:
+        expanded = 0
+        for match in _ENTITY_REF.finditer(body):
+            expanded += sizes.get(match.group(1).decode("utf-8", "replace"), 0)
+        if expanded > _MAX_EXPANSION * len(body) + _EXPANSION_ALLOWANCE:
+            refusal.append(f"entities whose references expand to {expanded} characters")
     if refusal:
         raise ParseError(f"refused: DOCTYPE declares {refusal[0]}", url)
+
+
+#: a general entity reference
+_ENTITY_REF = re.compile(rb"&([A-Za-z_:][\w.:-]*);")
+#: how many times its own size the body may grow by its entities' expansion
+_MAX_EXPANSION = 3
+#: and the characters it may grow by whatever its size
+_EXPANSION_ALLOWANCE = 1 << 20
 
 
 #: the most attributes one element may have; real feeds use a handful
@@ -535,15 +566,114 @@ def _loose_date(raw: bytes) -> datetime | None:
 
 # --- encodings -----------------------------------------------------------------
 
-_LATIN_ACCENTED = re.compile(r"[\u00c0-\u00ff]")
+#: legacy names and the supersets that read them (what browsers do): a byte the
+#: narrower table lacks is then not taken for damage
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+    "big5": "cp950",
+    "ascii": "cp1252",
+    "latin_1": "cp1252",
+}
+#: an encoding's name in a Content-Type header
+_CHARSET = re.compile(r"""charset\s*=\s*["']?([^\s;"']+)""", re.IGNORECASE)
+#: the encoding in an XML declaration
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']{1,40})["']""")
+#: the same, in the decoded text, to say UTF-8 once the body is re-encoded
+_TEXT_DECLARATION = re.compile(r"""^(\s*<\?xml[^>]*?encoding\s*=\s*)(["'])[^"']*\2""")
+#: where text is in the bytes: outside tags, CDATA markers dropped
+_CDATA_MARKS = re.compile(rb"<!\[CDATA\[|\]\]>")
+_TAGS = re.compile(rb"<[^<>]*>")
+_LATIN_ACCENTED = re.compile(r"[\u00c0-\u024f]")
 _LETTERS = re.compile(r"[^\W\d_]")
-
-
 _MARKUP = re.compile(r"<[^>]*>")
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _codec(name: str | None) -> str | None:
+    """Python's codec for a declared encoding name; None for an unknown one, or one
+    in which the markup would not be ASCII (UTF-16 declared in an 8-bit body, UTF-7)."""
+    if not name:
+        return None
+    try:
+        codec = codecs.lookup(name.strip().strip("\"'")).name.replace("-", "_")
+    except (LookupError, ValueError):
+        return None
+    codec = {"utf_8_sig": "utf_8", "iso8859_1": "latin_1", "us_ascii": "ascii"}.get(codec, codec)
+    codec = _SUPERSETS.get(codec, codec)
+    if codec.startswith(("utf_16", "utf_32", "utf_7")):
+        return None
+    try:
+        if "<?xml encoding='x'?>".encode(codec) != b"<?xml encoding='x'?>":
+            return None
+    except (UnicodeError, LookupError):
+        return None
+    return codec
+
+
+def _declared(body: bytes, headers: Mapping[str, str]) -> list[str]:
+    """The encodings the body is declared in, strongest first: BOM, HTTP charset,
+    XML declaration (RFC 7303 section 3; a BOM wins, as in browsers)."""
+    found: list[str | None] = []
+    if body.startswith(_BOM):
+        found.append("utf_8")
+    header = _CHARSET.search(headers.get("content-type", ""))
+    if header:
+        found.append(_codec(header.group(1)))
+    declaration = _XML_ENCODING.match(body.removeprefix(_BOM), 0, 512)
+    if declaration:
+        found.append(_codec(declaration.group(1).decode("ascii", "replace")))
+    return list(dict.fromkeys(c for c in found if c))
+
+
+def _decoded(body: bytes, codec: str) -> tuple[str, int, int]:
+    """The body as `codec` reads it, each undecodable sequence replaced by U+FFFD
+    (as `bytes.decode(..., "replace")` does), the number of those, and the number of
+    non-ASCII characters read right."""
+    try:
+        text = body.decode(codec)
+        bad = 0
+    except UnicodeDecodeError:
+        text = body.decode(codec, "replace")
+        bad = text.count("\ufffd") - body.decode(codec, "ignore").count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    return text, bad, non_ascii - bad
+
+
+_WIDE_CHAR = re.compile("[\u0800-\ufffc\ufffe-\U0010ffff]")
+#: one valid multi-byte UTF-8 sequence (a cp1251 body has next to none)
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_latin_page(codec: str) -> bool:
+    """Whether a code page reads its high bytes as Latin letters (windows-1252, not
+    windows-1251): only then can Cyrillic or Arabic bytes come out as mojibake."""
+    try:
+        "é".encode(codec)
+    except UnicodeEncodeError:
+        return False
+    for letter in "Жعאλ":
+        try:
+            letter.encode(codec)
+        except UnicodeEncodeError:
+            continue
+        return False
+    return True
+
+
+def _wide_chars(text: str) -> int:
+    """Characters of three bytes or more in UTF-8, U+FFFD aside."""
+    return len(_WIDE_CHAR.findall(text))
 
 
 def _mojibake_ratio(text: str) -> float:
-    """Share of letters that are accented Latin-1 letters: high for cp1251 read as cp1252.
+    """Share of letters that are accented Latin letters: high for Cyrillic, Arabic or
+    UTF-8 bytes read as a Latin code page ("Ïðèâåò", "ĐŸĐ°ĐşĐ¸Ń…").
 
     Counted outside tags: element names are ASCII letters, and in a short feed they
     outnumber the text enough to hide the mojibake.
@@ -553,25 +683,112 @@ def _mojibake_ratio(text: str) -> float:
     return len(_LATIN_ACCENTED.findall(text)) / letters if letters else 0.0
 
 
-def _repair_encoding(body: bytes, d: Any) -> tuple[bytes, str] | None:
-    """Re-encode a body whose declared encoding lied, when a better guess exists."""
-    used = d.get("encoding") or "windows-1252"
-    try:
-        as_used = body.decode(used, "replace")
-    except LookupError:
-        return None
-    if _mojibake_ratio(as_used) < 0.3:
-        return None
-    import charset_normalizer  # only for the rare lying body
+def _is_latin(text: str) -> bool:
+    """Whether the non-ASCII letters of a reading are Latin ones (a Western text)."""
+    letters: list[str] = [c for c in _LETTERS.findall(text) if not c.isascii()]
+    latin = sum("\u00c0" <= c <= "\u024f" for c in letters)
+    return latin * 2 >= len(letters)
 
-    best = charset_normalizer.from_bytes(body).best()
-    if best is None or best.encoding.replace("_", "-") in (used, used.replace("windows-", "cp")):
+
+def _detect(body: bytes) -> tuple[str, str, int] | None:
+    """The body's text, encoding and undecodable sequences by charset-normalizer, for
+    a body that does not say its encoding, or says one that does not read it.
+
+    Only the text between tags is measured: the markup is ASCII in every candidate and
+    drowns the signal of a short feed. Latin text gives no clear winner among the
+    Western code pages (German reads the same in cp775 and cp1250), so a Latin
+    reading that windows-1252, by far the commonest of them, reads without
+    mojibake is read as windows-1252.
+    """
+    import charset_normalizer  # only for the rare body that needs it
+
+    sample = _TAGS.sub(b" ", _CDATA_MARKS.sub(b" ", body))
+    best = charset_normalizer.from_bytes(sample).best()
+    if best is None:
         return None
+    codec = best.encoding
     text = str(best)
-    if _mojibake_ratio(text) >= 0.1:
+    if codec != "cp1252" and _is_latin(text):
+        try:
+            western = sample.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if _mojibake_ratio(western) < 0.3:
+                codec = "cp1252"
+    text, bad, _ = _decoded(body, codec)
+    return text, codec, bad
+
+
+def _reading(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None] | None:
+    """The body as UTF-8, and a note when it was not read as it declares; None for a
+    UTF-16/32 body, which feedparser reads as it is.
+
+    The declared encoding is kept, and only the bytes it cannot read are replaced
+    (with U+FFFD), while it reads most of the text: one stray byte in a UTF-8 feed
+    must not turn every title into mojibake, as feedparser's fallback to
+    windows-1252 or iso-8859-2 for the whole body does. Another reading is taken
+    only when it is clearly better: a body that is valid UTF-8 whatever it declares
+    (legacy text is next to never valid UTF-8), another declared encoding that reads
+    it all, or charset-normalizer's guess when the declared one reads almost nothing
+    (cp1251, koi8-r or windows-1256 bodies that declare nothing, or declare UTF-8).
+    """
+    if body.startswith(_WIDE_BOMS) or b"\x00" in body[:4]:
         return None
-    text = re.sub(r"^\s*<\?xml[^>]*\?>", '<?xml version="1.0" encoding="utf-8"?>', text, count=1)
-    return text.encode("utf-8"), best.encoding
+    if body.isascii():
+        return body, None
+    declared = _declared(body, headers)
+    codec = declared[0] if declared else "utf_8"
+    if codec == "utf_8" and not body.startswith(_BOM):
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return body, None  # the common case: nothing to count or re-encode
+    text, bad, good = _decoded(body, codec)
+    note = None
+    if codec != "utf_8" and _UTF8_SEQUENCE.search(body):
+        as_utf8, utf8_bad, utf8_good = _decoded(body, "utf_8")
+        if utf8_good > 4 * utf8_bad and (bad or not utf8_bad or _mojibake_ratio(text) >= 0.3):
+            name = codec.replace("_", "-")
+            text, codec, bad, note = as_utf8, "utf_8", utf8_bad, f"declared {name}, read as utf-8"
+    if bad > good:
+        # The declared encoding reads less than half of the text: it is not this body's,
+        # unless it is UTF-8 and a guess would read it as Latin text. Legacy text next
+        # to never forms valid UTF-8 by chance (the 7,000 non-ASCII bytes of a Russian
+        # cp1251 feed form none, of an Urdu cp1256 one, 50 short ones), so in a text
+        # that is mostly ASCII a few valid sequences outweigh many stray bytes.
+        clearly = codec != "utf_8" or bad > 4 * good + 16 * _wide_chars(text)
+        for other in declared[1:]:
+            other_text, other_bad, _ = _decoded(body, other)
+            if not other_bad:
+                name = codec.replace("_", "-")
+                text, codec, bad = other_text, other, 0
+                note = f"the declared {name} does not read the body; read as {other}, also declared"
+                break
+        else:
+            guess = _detect(body)
+            if guess is not None and guess[1] != codec and (clearly or not _is_latin(guess[0])):
+                name = codec.replace("_", "-")
+                said = f"the declared {name}" if declared else "utf-8, the default,"
+                text, codec, bad = guess
+                note = f"{said} does not read the body; read as {codec}"
+    elif not bad and _is_latin_page(codec) and _mojibake_ratio(text) >= 0.3:
+        # A Latin code page declared for Cyrillic or Arabic bytes ("Ïðèâåò").
+        guess = _detect(body)
+        if guess is not None and _mojibake_ratio(guess[0]) < 0.1:
+            note = f"the declared {codec} reads as mojibake; read as {guess[1]}"
+            text, codec, bad = guess
+    if bad:
+        name = codec.replace("_", "-")
+        damage = f"{bad} byte sequence{'s' if bad > 1 else ''} not valid {name} replaced"
+        note = f"{note}; {damage}" if note else damage
+    note = f"encoding: {note}" if note else None
+    if codec == "utf_8" and not bad and not body.startswith(_BOM):
+        return body, note
+    text = _TEXT_DECLARATION.sub(r'\1"utf-8"', text.removeprefix("\ufeff"), count=1)
+    return text.encode("utf-8"), note
 
 
 # --- JSON Feed -----------------------------------------------------------------
@@ -619,7 +836,7 @@ def _parse_json(
         updated = _json_date(item.get("date_modified"))
         entries.append(
             models.ParsedEntry(
-                guid=_cut(_text(item.get("id")), max_field),
+                guid=_cut(_json_id(item.get("id")), max_field),
                 link=_cut(link, max_field),
                 title=_cut(_text(item.get("title")), max_field) or "",
                 summary=_cut(summary, max_field) or "",
@@ -818,15 +1035,19 @@ def _positive_int(value: Any) -> int | None:
 
 
 def _text(value: Any) -> str | None:
-    """A stripped string, or None for missing/empty/non-scalar values."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        value = str(value)
+    """A stripped string, or None for anything else: a JSON Feed's `"title": 1000`
+    or `"url": 1.2` is a mistake, not a title "1000" or a link to "1.2"."""
     if not isinstance(value, str):
         return None
     value = value.strip()
     return value or None
+
+
+def _json_id(value: Any) -> str | None:
+    """An item id: JSON Feed 1.1 says a reader must coerce a number to a string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return _text(value)
 
 
 def _cut(value: str | None, limit: int) -> str | None:
