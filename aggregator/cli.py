@@ -27,6 +27,7 @@ from aggregator.ingest import pipeline as poll
 from aggregator.ingest import prepare
 from aggregator.match import topics
 from aggregator.publish import cache as publish
+from aggregator.publish import status as feed_status
 from aggregator.storage import store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -275,47 +276,35 @@ def status(ctx: click.Context, as_json: bool) -> None:
     db = store.Store(cfg.database.path)
     poll.sync(cfg, db)
     now = datetime.now(UTC)
-    rows = [s for s in db.feed_statuses() if cfg.feed(s.name) is not None]
+    rows = feed_status.feed_rows(cfg, db.feed_statuses())
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "feed": s.name,
-                        "url": s.url,
-                        "config_url": s.config_url,
-                        "last_fetch": s.last_fetch.isoformat() if s.last_fetch else None,
-                        "status": s.last_status,
-                        "last_error": s.last_error,
-                        "entries": s.entries,
-                        "merged": s.merges,
-                        "failures": s.failures,
-                        "gone": s.gone,
-                        "next_poll": s.next_poll.isoformat() if s.next_poll else None,
-                        "next_reason": s.next_reason,
-                        "next_detail": s.next_detail,
-                    }
-                    for s in rows
-                ],
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps([r.as_json() for r in rows], indent=2, ensure_ascii=False))
         return
-    header = ("FEED", "LAST FETCH", "HTTP", "ENTRIES", "MERGED", "NEXT POLL", "WHY", "LAST ERROR")
+    header = (
+        "FEED",
+        "STATE",
+        "LAST FETCH",
+        "HTTP",
+        "ENTRIES",
+        "MERGED",
+        "NEXT POLL",
+        "WHY",
+        "LAST ERROR",
+    )
     table = [header]
-    for s in rows:
-        moved = f" (moved to {s.url})" if s.url != s.config_url else ""
+    for r in rows:
+        moved = f" (moved to {r.url})" if r.url != r.config_url else ""
         table.append(
             (
-                s.name,
-                _when(s.last_fetch, now),
-                str(s.last_status or "-"),
-                str(s.entries),
-                str(s.merges),
-                _when(s.next_poll, now) if not s.gone else "never",
-                (s.next_detail or s.next_reason or "-") + moved,
-                (s.last_error or "")[:80],
+                r.feed,
+                r.state,
+                _when(r.last_fetch, now),
+                str(r.status or "-"),
+                str(r.entries),
+                str(r.merged),
+                _when(r.next_poll, now) if not r.gone else "never",
+                (r.next_detail or r.next_reason or "-") + moved,
+                (r.last_error or "")[:80],
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

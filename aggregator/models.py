@@ -222,3 +222,23 @@ class TopicSummary:
     entries: int
     #: the newest story's time, None for an empty topic
     newest: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageStory:
+    """One story on a topic's HTML page (from the store, to `pages.topic_page`)."""
+
+    item: FeedItem
+    #: the first outlet's declared language (primary subtag), None if it gave none
+    language: str | None
+    #: this story's keyset position: the page after it starts at `?before=<cursor>`
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoryPage:
+    """One page of a topic's stories, newest first."""
+
+    stories: tuple[PageStory, ...]
+    #: the cursor of the next (older) page; None on the last page
+    older: str | None

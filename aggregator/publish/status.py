@@ -1,0 +1,147 @@
+"""Each feed's state, as `aggregator status` prints it and `/feeds` and `/` show it.
+
+One function (`feed_rows`) builds the rows for all three, so the command line and
+the pages can never disagree about a feed. Pure and light (no rendering libraries):
+the command line imports it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aggregator.config import Config
+from aggregator.storage.store import FeedStatus
+
+#: a feed's state, in the order `/feeds` lists them: what needs attention first
+FAILING, GONE, NEVER, OK = "failing", "gone", "never fetched", "ok"
+STATES = (FAILING, GONE, NEVER, OK)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRow:
+    """One feed's state; the fields of `aggregator status --json`, plus `state` and `title`."""
+
+    feed: str
+    #: the outlet's display name (config title, else the feed's name)
+    title: str
+    url: str
+    config_url: str
+    last_fetch: datetime | None
+    last_success: datetime | None
+    #: HTTP status of the last fetch (None: never fetched, or a network error)
+    status: int | None
+    last_error: str | None
+    entries: int
+    merged: int
+    failures: int
+    gone: bool
+    next_poll: datetime | None
+    next_reason: str | None
+    next_detail: str | None
+    state: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as `aggregator status --json` prints it."""
+        return {
+            "feed": self.feed,
+            "url": self.url,
+            "config_url": self.config_url,
+            "last_fetch": self.last_fetch.isoformat() if self.last_fetch else None,
+            "status": self.status,
+            "last_error": self.last_error,
+            "entries": self.entries,
+            "merged": self.merged,
+            "failures": self.failures,
+            "gone": self.gone,
+            "next_poll": self.next_poll.isoformat() if self.next_poll else None,
+            "next_reason": self.next_reason,
+            "next_detail": self.next_detail,
+            "state": self.state,
+        }
+
+
+def _state(s: FeedStatus | None) -> str:
+    if s is None or s.last_fetch is None:
+        return NEVER
+    if s.gone:
+        return GONE
+    if s.failures or s.last_error:
+        return FAILING
+    return OK
+
+
+def feed_rows(config: Config, statuses: Iterable[FeedStatus]) -> list[FeedRow]:
+    """Every configured feed's state, in config order.
+
+    A feed of the config the database has no row for yet (added since the last
+    poll or `sync`) is listed as never fetched; rows of feeds no longer configured
+    are left out.
+    """
+    by_name = {s.name: s for s in statuses}
+    rows = []
+    for f in config.feeds:
+        s = by_name.get(f.name)
+        rows.append(
+            FeedRow(
+                feed=f.name,
+                title=f.display_name,
+                url=s.url if s else f.url,
+                config_url=s.config_url if s else f.url,
+                last_fetch=s.last_fetch if s else None,
+                last_success=s.last_success if s else None,
+                status=s.last_status if s else None,
+                last_error=s.last_error if s else None,
+                entries=s.entries if s else 0,
+                merged=s.merges if s else 0,
+                failures=s.failures if s else 0,
+                gone=s.gone if s else False,
+                next_poll=s.next_poll if s else None,
+                next_reason=s.next_reason if s else None,
+                next_detail=s.next_detail if s else None,
+                state=_state(s),
+            )
+        )
+    return rows
+
+
+def failing_first(rows: Sequence[FeedRow]) -> list[FeedRow]:
+    """Failing feeds, then gone, never fetched and working ones; by name within each."""
+    return sorted(rows, key=lambda r: (STATES.index(r.state), r.feed))
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """What a first look at `/` must tell: is anything being fetched at all, and if not, why."""
+
+    feeds: int
+    working: int
+    failing: int
+    never_fetched: int
+    gone: int
+    #: no feed has ever been fetched successfully
+    nothing_fetched: bool
+    #: the most frequent last errors of the failing feeds, with their counts
+    errors: tuple[tuple[str, int], ...]
+
+    @property
+    def alarm(self) -> bool:
+        """Nothing works: feeds are configured, yet none is being fetched successfully."""
+        return self.feeds > 0 and self.working == 0
+
+
+def overview(rows: Sequence[FeedRow], top: int = 3) -> Overview:
+    counts = Counter(r.state for r in rows)
+    errors = Counter(r.last_error for r in rows if r.state == FAILING and r.last_error)
+    return Overview(
+        feeds=len(rows),
+        working=counts[OK],
+        failing=counts[FAILING],
+        never_fetched=counts[NEVER],
+        gone=counts[GONE],
+        nothing_fetched=all(r.last_success is None for r in rows),
+        errors=tuple(errors.most_common(top)),
+    )
