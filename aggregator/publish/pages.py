@@ -254,25 +254,27 @@ def _story(story: PageStory, now: datetime | None) -> str:
     meta = [_esc(_plain(item.source) or "Unknown outlet"), _when(item.published, now)]
     if lang:
         meta.append(_esc(_LANGUAGES.get(lang, lang)))
-    lang_attr = f' lang="{lang}"' if lang else ""
+    # The outlet's words carry its language and their own direction (Urdu reads right
+    # to left); the lines around them are ours, in English, left to right.
+    own = f' lang="{lang}" dir="auto"' if lang else ' dir="auto"'
     parts = [
-        f'<article{lang_attr} dir="auto">',
-        f"<h2>{_headline(item, marks)}</h2>",
+        f'<article id="story-{_esc(story.cursor)}">',
+        f"<h2{own}>{_headline(item, marks)}</h2>",
         f'<p class="meta">{" · ".join(meta)}</p>',
     ]
     summary = summary_text(item)
     if summary and summary != title:
-        parts.append(f"<p>{marks.html(summary)}</p>")
+        parts.append(f"<p{own}>{marks.html(summary)}</p>")
     related = [
         f'<a href="{_esc(url)}">{_esc(_plain(r.source) or "Unknown outlet")}</a>'
         for r in item.related
         if (url := safe_url(r.url)) is not None
     ]
     if related:
-        parts.append(f'<p class="meta" lang="en">Also reported by: {", ".join(related)}</p>')
+        parts.append(f'<p class="meta">Also reported by: {", ".join(related)}</p>')
     matched = [t for t in dict.fromkeys(_plain(m) for m in item.matched) if t]
     if matched:
-        parts.append(f'<p class="meta" lang="en">Matched: {_esc(", ".join(matched))}</p>')
+        parts.append(f'<p class="meta">Matched: {_esc(", ".join(matched))}</p>')
     parts.append("</article>")
     return "\n".join(parts)
 
@@ -418,7 +420,7 @@ def index_page(
             for item in items:
                 outlet = _esc(_plain(item.source) or "Unknown outlet")
                 section.append(
-                    f'<li dir="auto">{_headline(item, Highlighter((), None))}'
+                    f'<li><span dir="auto">{_headline(item, Highlighter((), None))}</span>'
                     f' <span class="meta">{outlet}, {_when(item.published, now)}</span></li>'
                 )
             section.append("</ul>")
