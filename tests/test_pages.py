@@ -709,3 +709,32 @@ def test_feed_rows_list_every_configured_feed(
     assert [(r.feed, r.state) for r in rows] == [("a", "never fetched"), ("b", "never fetched")]
     o = status.overview(rows)
     assert o.alarm and o.nothing_fetched and o.never_fetched == 2
+
+
+def test_default_config_on_a_machine_that_resolves_no_host(tmp_path: Path) -> None:
+    """The shipped config where no feed's host resolves (as on a machine without
+    internet): `/` opens with the alarm, names the DNS failure, and says what it means."""
+    shipped = (Path(__file__).resolve().parents[1] / "config" / "aggregator.toml").read_text(
+        encoding="utf-8"
+    )
+    # RFC 6761: names under .invalid never resolve, online or not
+    text, n = re.subn(r'^(url = "https?://[^/"]+)', r"\1.invalid", shipped, flags=re.M)
+    assert n >= 10
+    text = re.sub(r'^path = ".*"$', 'path = "aggregator.db"', text, count=1, flags=re.M)
+    sock, base = bound_socket()
+    text = re.sub(r'^base_url = ".*"$', f'base_url = "{base}"', text, count=1, flags=re.M)
+    path = tmp_path / "aggregator.toml"
+    path.write_text(text, encoding="utf-8")
+    cfg = config_mod.load(path)
+    assert len(cfg.feeds) == n
+    results = poll_feeds(cfg)
+    assert {r.status for r in results} == {"error"}
+    http = serve(cfg, sock)
+    try:
+        index = requests.get(base + "/", timeout=10).text
+    finally:
+        http.close()
+    banner = Page(index.split('role="alert"', 1)[1].split("</div>", 1)[0]).plain
+    assert f"Every feed is failing ({n} of {n})" in banner
+    assert f"DNS lookup failed for <host> ({n} feeds, e.g. DNS lookup failed for " in banner
+    assert "cannot look up the feeds' host names" in banner

@@ -349,15 +349,26 @@ def _banner(o: status.Overview, feeds_url: str) -> str | None:
         lead += " None has ever been fetched successfully."
     parts = [f'<div class="banner" role="alert"><p><strong>{_esc(lead)}</strong></p>']
     if o.errors:
-        items = "".join(
-            f"<li><code>{_esc(err)}</code>{f' ({n} feeds)' if n > 1 else ''}</li>"
-            for err, n in o.errors
-        )
-        parts.append(f"<p>Last error{'s' if len(o.errors) > 1 else ''}:</p><ul>{items}</ul>")
-        parts.append(
-            "<p>Check that this machine can reach the feeds' hosts (network, DNS, proxy)"
-            " and that the feed addresses are right.</p>"
-        )
+        items = []
+        for e in o.errors:
+            many = f" ({e.feeds} feeds, e.g. <code>{_esc(e.example)}</code>)" if e.feeds > 1 else ""
+            items.append(
+                f"<li><code>{_esc(e.text if e.feeds > 1 else e.example)}</code>{many}</li>"
+            )
+        if o.other_errors:
+            items.append(f"<li>{o.other_errors} more feeds with other errors</li>")
+        parts.append(f"<p>Why:</p><ul>{''.join(items)}</ul>")
+        if o.offline:
+            hint = (
+                "This machine cannot look up the feeds' host names: it looks offline, or its"
+                " DNS is not working. Each feed is retried on its backoff schedule."
+            )
+        else:
+            hint = (
+                "Check that this machine can reach the feeds' hosts (network, DNS, proxy)"
+                " and that the feed addresses are right."
+            )
+        parts.append(f"<p>{hint}</p>")
     parts.append(f'<p><a href="{_esc(feeds_url)}">Every feed\'s state</a></p></div>')
     return "".join(parts)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aggregator.config import Config
 from aggregator.storage.store import FeedStatus
@@ -114,6 +115,17 @@ def failing_first(rows: Sequence[FeedRow]) -> list[FeedRow]:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorKind:
+    """One kind of failure shared by several feeds: its text with each feed's host
+    replaced by "<host>", so "DNS lookup failed for <host>" counts all 24 at once."""
+
+    text: str
+    feeds: int
+    #: the first feed's own message, to show one concrete case
+    example: str
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     """What a first look at `/` must tell: is anything being fetched at all, and if not, why."""
 
@@ -124,18 +136,38 @@ class Overview:
     gone: int
     #: no feed has ever been fetched successfully
     nothing_fetched: bool
-    #: the most frequent last errors of the failing feeds, with their counts
-    errors: tuple[tuple[str, int], ...]
+    #: the most frequent kinds of last error among the failing feeds
+    errors: tuple[ErrorKind, ...]
+    #: failing feeds whose error is of none of those kinds
+    other_errors: int
 
     @property
     def alarm(self) -> bool:
         """Nothing works: feeds are configured, yet none is being fetched successfully."""
         return self.feeds > 0 and self.working == 0
 
+    @property
+    def offline(self) -> bool:
+        """Every failing feed failed to resolve its host: the machine has no working DNS."""
+        return bool(self.errors) and all(
+            e.text.startswith("DNS lookup failed") for e in self.errors
+        )
+
+
+def _kind(row: FeedRow) -> str:
+    error = row.last_error or ""
+    host = urlsplit(row.url).hostname
+    return error.replace(host, "<host>") if host else error
+
 
 def overview(rows: Sequence[FeedRow], top: int = 3) -> Overview:
     counts = Counter(r.state for r in rows)
-    errors = Counter(r.last_error for r in rows if r.state == FAILING and r.last_error)
+    failing = [r for r in rows if r.state == FAILING and r.last_error]
+    kinds = Counter(_kind(r) for r in failing)
+    examples: dict[str, str] = {}
+    for r in failing:
+        examples.setdefault(_kind(r), r.last_error or "")
+    errors = tuple(ErrorKind(k, n, examples[k]) for k, n in kinds.most_common(top))
     return Overview(
         feeds=len(rows),
         working=counts[OK],
@@ -143,5 +175,6 @@ def overview(rows: Sequence[FeedRow], top: int = 3) -> Overview:
         never_fetched=counts[NEVER],
         gone=counts[GONE],
         nothing_fetched=all(r.last_success is None for r in rows),
-        errors=tuple(errors.most_common(top)),
+        errors=errors,
+        other_errors=len(failing) - sum(e.feeds for e in errors),
     )
