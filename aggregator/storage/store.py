@@ -1061,7 +1061,8 @@ class Store:
         `topic_stories_newest` index from that point, so the hundredth page costs what
         the first does and stays put while new stories arrive above it.
         """
-        where, params = "ts.topic = ?", [slug]
+        where = "ts.topic = ?"
+        params: list[Any] = [slug]
         if before is not None:
             at, story_id = parse_cursor(before)
             where += " AND (ts.published, ts.story_id) < (?, ?)"
