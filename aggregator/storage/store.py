@@ -22,17 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aggregator import models
 from aggregator.errors import StorageError
-from aggregator.models import (
-    Entry,
-    FeedItem,
-    FeedState,
-    PageStory,
-    Related,
-    StoryPage,
-    TopicFeed,
-    TopicSummary,
-)
+from aggregator.models import Entry, FeedItem, FeedState, Related, TopicFeed, TopicSummary
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -1054,7 +1046,7 @@ class Store:
         limit: int,
         feed_titles: Mapping[str, str],
         before: str | None = None,
-    ) -> StoryPage:
+    ) -> models.StoryPage:
         """Up to `limit` stories of a topic older than the cursor `before`, newest first.
 
         The cursor is a story's (published, id): a keyset page walks the topic's
@@ -1114,9 +1106,9 @@ class Store:
                 related=tuple(related),
                 matched=tuple(json.loads(matched)),
             )
-            out.append(PageStory(item, first[10], f"{position}_{sid}"))
+            out.append(models.PageStory(item, first[10], f"{position}_{sid}"))
         older = f"{stories[-1][5]}_{stories[-1][0]}" if more and stories else None
-        return StoryPage(tuple(out), older)
+        return models.StoryPage(tuple(out), older)
 
     # -- retention -----------------------------------------------------------
 
