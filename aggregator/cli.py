@@ -27,6 +27,7 @@ from aggregator.ingest import pipeline as poll
 from aggregator.ingest import prepare
 from aggregator.match import topics
 from aggregator.publish import cache as publish
+from aggregator.publish import status as feed_status
 from aggregator.storage import store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -286,37 +287,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
     db = store.Store(cfg.database.path)
     poll.sync(cfg, db)
     now = datetime.now(UTC)
-    rows = [s for s in db.feed_statuses() if cfg.feed(s.name) is not None]
+    rows = feed_status.feed_rows(cfg, db.feed_statuses())
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "feed": s.name,
-                        "url": s.url,
-                        "config_url": s.config_url,
-                        "last_fetch": s.last_fetch.isoformat() if s.last_fetch else None,
-                        "status": s.last_status,
-                        "last_error": s.last_error,
-                        "entries": s.entries,
-                        "merged": s.merges,
-                        "failures": s.failures,
-                        "gone": s.gone,
-                        "next_poll": s.next_poll.isoformat() if s.next_poll else None,
-                        "next_reason": s.next_reason,
-                        "next_detail": s.next_detail,
-                        "last_poll": _last_poll(s.last_counts),
-                        "skipped": s.skipped,
-                    }
-                    for s in rows
-                ],
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
+        click.echo(json.dumps([r.as_json() for r in rows], indent=2, ensure_ascii=False))
         return
     header = (
         "FEED",
+        "STATE",
         "LAST FETCH",
         "HTTP",
         "ENTRIES",
@@ -328,49 +305,26 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "LAST ERROR",
     )
     table = [header]
-    for s in rows:
-        moved = f" (moved to {s.url})" if s.url != s.config_url else ""
+    for r in rows:
+        moved = f" (moved to {r.url})" if r.url != r.config_url else ""
         table.append(
             (
-                s.name,
-                _when(s.last_fetch, now),
-                str(s.last_status or "-"),
-                str(s.entries),
-                str(s.merges),
-                _last_read_text(s.last_counts),
-                ", ".join(f"{k}={n}" for k, n in s.skipped.items() if n) or "0",
-                _when(s.next_poll, now) if not s.gone else "never",
-                (s.next_detail or s.next_reason or "-") + moved,
-                (s.last_error or "")[:80],
+                r.feed,
+                r.state,
+                _when(r.last_fetch, now),
+                str(r.status or "-"),
+                str(r.entries),
+                str(r.merged),
+                r.last_read,
+                ", ".join(f"{k}={n}" for k, n in r.skipped.items() if n) or "0",
+                _when(r.next_poll, now) if not r.gone else "never",
+                (r.next_detail or r.next_reason or "-") + moved,
+                (r.last_error or "")[:80],
             )
         )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for r in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def _last_poll(counts: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The last poll that read the feed, with every skip reason (0 when none)."""
-    if counts is None:
-        return None
-    skipped = counts.get("skipped") or {}
-    at = store.parse_ts(counts.get("at"))
-    return {
-        "at": at.isoformat() if at else None,  # as last_fetch
-        **{k: counts.get(k, 0) for k in ("read", "new", "updated", "unchanged", "merged")},
-        "skipped": {reason: skipped.get(reason, 0) for reason in models.SKIP_REASONS},
-    }
-
-
-def _last_read_text(counts: Mapping[str, Any] | None) -> str:
-    """`50: 48 new, 2 skipped (repeated_guid)`: what the last read's items became."""
-    if counts is None:
-        return "-"
-    parts = [f"{counts[k]} {k}" for k in ("new", "updated", "unchanged", "merged") if counts.get(k)]
-    skipped = counts.get("skipped") or {}
-    if skipped:
-        parts.append(f"{sum(skipped.values())} skipped ({', '.join(sorted(skipped))})")
-    return f"{counts.get('read', 0)}: " + (", ".join(parts) or "none")
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 @cli.command()

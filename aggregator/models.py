@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +213,7 @@ class FeedUpdate:
     language: str | None = None
     item_digests: bytes | None = None
     #: what the poll did with the items it read (as `FeedStatus.last_counts`)
-    counts: Mapping[str, object] | None = None
+    counts: Mapping[str, Any] | None = None
     #: every item of the body was parsed (none left out by digest)
     full_read: bool = False
 
@@ -308,3 +309,23 @@ class TopicSummary:
     entries: int
     #: the newest story's time, None for an empty topic
     newest: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageStory:
+    """One story on a topic's HTML page (from the store, to `pages.topic_page`)."""
+
+    item: FeedItem
+    #: the first outlet's declared language (primary subtag), None if it gave none
+    language: str | None
+    #: this story's keyset position: the page after it starts at `?before=<cursor>`
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoryPage:
+    """One page of a topic's stories, newest first."""
+
+    stories: tuple[PageStory, ...]
+    #: the cursor of the next (older) page; None on the last page
+    older: str | None

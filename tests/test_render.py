@@ -33,7 +33,7 @@ import listparser
 import pytest
 
 from aggregator.models import FeedItem, Related, TopicFeed, TopicSummary
-from aggregator.publish import render
+from aggregator.publish import pages, render
 
 BASE = "http://127.0.0.1:8080"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -757,7 +757,7 @@ def test_nothing_hostile_survives_in_any_format(snippet: str) -> None:
 @pytest.mark.parametrize("snippet", HOSTILE_HTML)
 def test_nothing_hostile_survives_in_the_index_page_or_opml(snippet: str) -> None:
     topics = [TopicSummary(slug="t", title=snippet, query=snippet, entries=1, newest=T0)]
-    page = render.index_page(topics, BASE, T0).decode("utf-8")
+    page = pages.index_page(topics, BASE, T0).decode("utf-8")
     checker = HostileChecker(allowed_tags=PAGE_TAGS)
     checker.feed(page)
     checker.close()
@@ -927,7 +927,7 @@ class PageReader(HTMLParser):
 
 
 def test_index_page_lists_topics_with_autodiscovery_links() -> None:
-    page = render.index_page(TOPICS, BASE, T0 + timedelta(minutes=7)).decode("utf-8")
+    page = pages.index_page(TOPICS, BASE, T0 + timedelta(minutes=7)).decode("utf-8")
     assert page.startswith("<!DOCTYPE html>")
     reader = PageReader()
     reader.feed(page)
@@ -963,11 +963,11 @@ def test_index_page_lists_topics_with_autodiscovery_links() -> None:
 
 
 def test_csp_allows_exactly_the_page_style_and_no_script() -> None:
-    page = render.index_page(TOPICS, BASE, None).decode("utf-8")
+    page = pages.index_page(TOPICS, BASE, None).decode("utf-8")
     reader = PageReader()
     reader.feed(page)
     digest = base64.b64encode(hashlib.sha256(reader.style.encode()).digest()).decode()
-    directives = dict(d.strip().split(" ", 1) for d in render.CSP.split(";"))
+    directives = dict(d.strip().split(" ", 1) for d in pages.CSP.split(";"))
     assert directives["style-src"] == f"'sha256-{digest}'"
     assert directives["default-src"] == "'none'"
     assert "script-src" not in directives
@@ -977,7 +977,7 @@ def test_csp_allows_exactly_the_page_style_and_no_script() -> None:
 
 
 def test_index_page_with_no_topics() -> None:
-    page = render.index_page([], BASE, None).decode("utf-8")
+    page = pages.index_page([], BASE, None).decode("utf-8")
     assert "No topics" in page and 'rel="alternate"' not in page
 
 

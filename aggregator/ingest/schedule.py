@@ -36,7 +36,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
-from aggregator.config import FeedConfig, PollingConfig, feed_interval, format_duration
+from aggregator.config import FeedConfig, PollingConfig, feed_interval
+from aggregator.config.units import format_duration
 from aggregator.errors import FetchError
 from aggregator.models import FeedState, Fetched
 

@@ -61,7 +61,7 @@ from aggregator.text import SCRIPT_LANGS, SCRIPTS, fold, language_code, stem, st
 from aggregator.text import keys as word_keys
 from aggregator.text import script as script_of
 
-__all__ = ["Document", "Query", "compile", "document"]
+__all__ = ["Document", "Query", "compile", "document", "term_keys"]
 
 
 def _term_keys(word: str) -> dict[str, tuple[str, ...]]:
@@ -76,6 +76,12 @@ def _term_keys(word: str) -> dict[str, tuple[str, ...]]:
         alts = (stemmed, word) if lang == "ru" and stemmed != word else (stemmed,)
         keys[lang] = tuple(f"{lang}:{s}" for s in alts)
     return keys
+
+
+def term_keys(word: str) -> frozenset[str]:
+    """Every key a bare, folded query word matches, whatever language an entry is in
+    (for showing where a term matched, not for deciding whether it did)."""
+    return frozenset(k for ks in _term_keys(word).values() for k in ks)
 
 
 # --- documents -------------------------------------------------------------

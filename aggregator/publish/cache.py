@@ -35,6 +35,11 @@ class Rendered:
     content_type: str
 
 
+def etag_of(body: bytes) -> str:
+    """The strong validator of a response body: every topic feed's and page's ETag."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
 def feed_titles(config: Config) -> dict[str, str]:
     """Display name of each feed's outlet: the config title, else its name."""
     return {f.name: f.display_name for f in config.feeds}
@@ -57,8 +62,7 @@ def render_topic(
         feed_titles(config),
     )
     body = {"atom": render.atom, "rss": render.rss, "json": render.json_feed}[fmt](feed)
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Rendered(body, etag, feed.updated, render.CONTENT_TYPES[fmt])
+    return Rendered(body, etag_of(body), feed.updated, render.CONTENT_TYPES[fmt])
 
 
 class TopicCache:

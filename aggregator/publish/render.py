@@ -1,4 +1,4 @@
-"""Render a topic's stories as Atom, RSS, JSON Feed, the topics OPML and the index page.
+"""Render a topic's stories as Atom, RSS, JSON Feed and the topics OPML.
 
 Pure: data in, bytes out. No I/O, no clock: the same `TopicFeed` always gives the
 same bytes, so ETags stay put and `aggregator export` matches HTTP byte for byte.
@@ -10,8 +10,6 @@ rendered is logged and left out of that response; it never fails the feed.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json
 import logging
@@ -623,99 +621,3 @@ def topics_opml(topics: Sequence[TopicSummary], base_url: str) -> bytes:
             }
         )
     return opml.write("Topic feeds", outlines)
-
-
-# --- the index page ---------------------------------------------------------------------------
-
-_CSS = """
-body{font:16px/1.5 system-ui,sans-serif;margin:0 auto;max-width:46rem;padding:1rem;color:#222}
-h1{font-size:1.5rem;margin:0 0 .5rem}
-h2{font-size:1.2rem;margin:0 0 .25rem}
-section{border-top:1px solid #ddd;padding:.75rem 0}
-code{background:#f3f3f3;padding:0 .2em;word-break:break-word}
-.meta{color:#555;margin:.25rem 0}
-.subscribe a{display:inline-block;margin-right:.75rem;padding:.2rem 0}
-"""
-_CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode("utf-8")).digest()).decode("ascii")
-
-#: Content-Security-Policy for the index page: no script at all, only our own <style>.
-CSP = (
-    f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; img-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-
-_FORMATS = (
-    ("atom", "Atom", "application/atom+xml"),
-    ("rss", "RSS", "application/rss+xml"),
-    ("json", "JSON Feed", "application/feed+json"),
-)
-
-
-def _esc(text: str) -> str:
-    return html.escape(xml_text(text), quote=True)
-
-
-def _time(dt: datetime | None) -> str:
-    if dt is None:
-        return "never"
-    when = _utc(dt)
-    return f'<time datetime="{_rfc3339(when)}">{when.strftime("%Y-%m-%d %H:%M")} UTC</time>'
-
-
-def index_page(topics: Sequence[TopicSummary], base_url: str, last_poll: datetime | None) -> bytes:
-    """The HTML page at `/`: every topic with its subscribe links, readable without script.
-
-    Feed readers find the feeds through the `<link rel="alternate">` tags in <head>.
-    """
-    base = _base(base_url)
-    head_links = []
-    sections = []
-    for topic in topics:
-        title = _plain(topic.title) or topic.slug
-        links = []
-        for fmt, label, mime in _FORMATS:
-            url = _esc(feed_url(base, topic.slug, fmt))
-            head_links.append(
-                f'<link rel="alternate" type="{mime}" title="{_esc(f"{title} ({label})")}"'
-                f' href="{url}">'
-            )
-            links.append(f'<a href="{url}" type="{mime}">{label}</a>')
-        query = f"<code>{_esc(topic.query)}</code>" if topic.query else "every story from its feeds"
-        count = f"{topic.entries} stor{'y' if topic.entries == 1 else 'ies'}"
-        newest = f", newest {_time(topic.newest)}" if topic.newest else ""
-        sections.append(
-            f'<section id="topic-{_esc(topic.slug)}">\n'
-            f"<h2>{_esc(title)}</h2>\n"
-            f'<p class="meta">Query: {query}</p>\n'
-            f'<p class="meta">{count}{newest}</p>\n'
-            f'<p class="subscribe">Subscribe: {" ".join(links)}</p>\n'
-            "</section>"
-        )
-    if not sections:
-        sections.append("<p>No topics are configured.</p>")
-    page = "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            '<meta name="referrer" content="no-referrer">',
-            "<title>Topic feeds</title>",
-            f"<style>{_CSS}</style>",
-            *head_links,
-            "</head>",
-            "<body>",
-            "<main>",
-            "<h1>Topic feeds</h1>",
-            f'<p class="meta">Last poll: {_time(last_poll)}</p>',
-            f'<p>All topics for your feed reader: <a href="{_esc(base)}/topics.opml"'
-            ' type="text/x-opml">OPML</a></p>',
-            *sections,
-            "</main>",
-            "</body>",
-            "</html>",
-            "",
-        ]
-    )
-    return page.encode("utf-8")

@@ -19,7 +19,8 @@ from werkzeug.http import http_date, is_resource_modified
 
 from aggregator.config import Config
 from aggregator.publish import cache as publish
-from aggregator.publish import metrics, render
+from aggregator.publish import metrics, pages, render
+from aggregator.publish import status as feed_status
 from aggregator.storage import store
 
 #: feed readers revalidate with a conditional GET; a minute keeps the load low
@@ -39,6 +40,28 @@ _Prepared = tuple[publish.Rendered, _Headers, _Headers, str | None]
 NEVER_FETCHED = "no feed has been fetched successfully yet"
 ALL_FAILING = "every feed is failing"
 STALLED = "no feed has been fetched successfully for three polling intervals"
+
+HTML = "text/html; charset=utf-8"
+
+
+def _conditional(r: publish.Rendered, cache_control: str) -> Response:
+    """A rendered body with its validators (ETag, Last-Modified), as a 304 when the
+    request's conditions say the client has it: topic feeds and topic pages alike."""
+    resp = Response(r.body, content_type=r.content_type)
+    resp.set_etag(r.etag.strip('"'))
+    if r.last_modified is not None:
+        resp.last_modified = r.last_modified
+    resp.headers["Cache-Control"] = cache_control
+    resp.make_conditional(request)  # turns it into a 304 in place when it applies
+    return resp
+
+
+def _html_page(resp: Response) -> Response:
+    """The headers of every HTML page: its one CSP, no caching without revalidation."""
+    resp.headers["Content-Security-Policy"] = pages.CSP
+    resp.headers.setdefault("Cache-Control", "no-cache")
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
 
 
 def health(config: Config, db: store.Store, now: datetime) -> tuple[bool, dict[str, Any]]:
@@ -117,12 +140,20 @@ def create_app(config: Config) -> Flask:
         summaries = db().topic_summaries([(t.slug, t.title, t.query) for t in config.topics])
         statuses = db().feed_statuses()
         last_poll = max((s.last_fetch for s in statuses if s.last_fetch), default=None)
-        body = render.index_page(summaries, config.server.base_url, last_poll)
-        resp = Response(body, content_type="text/html; charset=utf-8")
-        resp.headers["Content-Security-Policy"] = render.CSP
-        resp.headers["Cache-Control"] = "no-cache"
-        resp.headers["Referrer-Policy"] = "no-referrer"
-        return resp
+        titles = publish.feed_titles(config)
+        headlines = {
+            t.slug: [s.item for s in db().topic_story_page(t.slug, pages.HEADLINES, titles).stories]
+            for t in config.topics
+        }
+        body = pages.index_page(
+            summaries,
+            config.server.base_url,
+            last_poll,
+            headlines=headlines,
+            feeds=feed_status.feed_rows(config, statuses),
+            now=datetime.now(UTC),
+        )
+        return _html_page(Response(body, content_type=HTML))
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -134,14 +165,7 @@ def create_app(config: Config) -> Flask:
         topic = config.topic(slug)
         if topic is None or fmt not in publish.FORMATS:
             abort(404)
-        r = cache.get(db(), topic, fmt)
-        resp = Response(r.body, content_type=r.content_type)
-        resp.set_etag(r.etag.strip('"'))
-        if r.last_modified is not None:
-            resp.last_modified = r.last_modified
-        resp.headers["Cache-Control"] = CACHE_CONTROL
-        resp.make_conditional(request)  # turns it into a 304 in place when it applies
-        return resp
+        return _conditional(cache.get(db(), topic, fmt), CACHE_CONTROL)
 
     @app.get("/topics.opml")
     def topics_opml() -> Response:
@@ -152,6 +176,37 @@ def create_app(config: Config) -> Flask:
         resp.headers["Cache-Control"] = CACHE_CONTROL
         resp.make_conditional(request)  # turns it into a 304 in place when it applies
         return resp
+
+    # -- pages for people -------------------------------------------------------------
+
+    @app.get("/topics/<slug>.html")
+    def topic_page(slug: str) -> Response:
+        topic = config.topic(slug)
+        if topic is None:
+            abort(404)
+        before = request.args.get("before") or None
+        try:
+            page = db().topic_story_page(slug, pages.PAGE_SIZE, publish.feed_titles(config), before)
+        except ValueError:
+            abort(400)
+        body = pages.topic_page(
+            slug,
+            topic.title,
+            topic.query,
+            config.server.base_url,
+            page,
+            before=before,
+            now=datetime.now(UTC),
+        )
+        newest = max((s.item.updated for s in page.stories), default=None)
+        rendered = publish.Rendered(body, publish.etag_of(body), newest, HTML)
+        return _html_page(_conditional(rendered, "no-cache"))
+
+    @app.get("/feeds")
+    def feeds_page() -> Response:
+        rows = feed_status.feed_rows(config, db().feed_statuses())
+        body = pages.feeds_page(rows, config.server.base_url, datetime.now(UTC))
+        return _html_page(Response(body, content_type=HTML))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sqlite3
 import threading
 from collections import Counter
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aggregator import models
 from aggregator.errors import StorageError
 from aggregator.models import (
     SKIP_REASONS,
@@ -324,6 +326,17 @@ def parse_ts(value: str | None) -> datetime | None:
     # (a topic feed reads a few hundred of these, a poll several per feed)
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_CURSOR = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)_(\d{1,18})")
+
+
+def parse_cursor(cursor: str) -> tuple[str, int]:
+    """The (published, story id) of a page cursor; ValueError if it is not one we made."""
+    m = _CURSOR.fullmatch(cursor)
+    if m is None:
+        raise ValueError(f"not a page cursor: {cursor[:40]!r}")
+    return m.group(1), int(m.group(2))
 
 
 @dataclass(frozen=True, slots=True)
@@ -1109,6 +1122,76 @@ class Store:
                 )
             )
         return TopicFeed(slug=slug, title=title, query=query, base_url=base_url, items=tuple(items))
+
+    def topic_story_page(
+        self,
+        slug: str,
+        limit: int,
+        feed_titles: Mapping[str, str],
+        before: str | None = None,
+    ) -> models.StoryPage:
+        """Up to `limit` stories of a topic older than the cursor `before`, newest first.
+
+        The cursor is a story's (published, id): a keyset page walks the topic's
+        `topic_stories_newest` index from that point, so the hundredth page costs what
+        the first does and stays put while new stories arrive above it.
+        """
+        where = "ts.topic = ?"
+        params: list[Any] = [slug]
+        if before is not None:
+            at, story_id = parse_cursor(before)
+            where += " AND (ts.published, ts.story_id) < (?, ?)"
+            params += [at, story_id]
+        stories = self.conn.execute(
+            "SELECT ts.story_id, ts.matched, s.uid, s.published, s.updated, ts.published "
+            "FROM topic_stories ts JOIN stories s ON s.id = ts.story_id "
+            f"WHERE {where} ORDER BY ts.published DESC, ts.story_id DESC LIMIT ?",
+            (*params, limit + 1),
+        ).fetchall()
+        more = len(stories) > limit
+        stories = stories[:limit]
+        ids = [r[0] for r in stories]
+        entries: dict[int, list[Any]] = {}
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for r in self.conn.execute(
+                f"SELECT e.story_id, e.feed, e.title, e.link, e.summary_html, e.content_html, "
+                f"e.author, e.updated, f.site_link, f.url, f.language FROM entries e "
+                f"JOIN feeds f ON f.name = e.feed "
+                f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
+                ids,
+            ):
+                entries.setdefault(r[0], []).append(r)
+        out = []
+        for sid, matched, uid, published, updated, position in stories:
+            group = entries.get(sid)
+            if not group:
+                continue
+            first = group[0]
+            related = []
+            seen_feeds = {first[1]}
+            for g in group[1:]:
+                if g[3] and g[1] not in seen_feeds:
+                    seen_feeds.add(g[1])
+                    related.append(Related(url=g[3], source=feed_titles.get(g[1], g[1])))
+            item = FeedItem(
+                id=uid,
+                title=first[2],
+                link=first[3],
+                summary_html=first[4],
+                content_html=first[5],
+                author=first[6],
+                source=feed_titles.get(first[1], first[1]),
+                source_url=first[8] or first[9],
+                published=parse_ts(published) or datetime.min.replace(tzinfo=UTC),
+                updated=parse_ts(max([updated] + [g[7] for g in group]))
+                or datetime.min.replace(tzinfo=UTC),
+                related=tuple(related),
+                matched=tuple(json.loads(matched)),
+            )
+            out.append(models.PageStory(item, first[10], f"{position}_{sid}"))
+        older = f"{stories[-1][5]}_{stories[-1][0]}" if more and stories else None
+        return models.StoryPage(tuple(out), older)
 
     # -- retention -----------------------------------------------------------
 

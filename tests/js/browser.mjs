@@ -1,11 +1,15 @@
 // Loads a page in headless Chromium (Debian's, driven by playwright-core), follows every
 // feed autodiscovery <link rel="alternate">, and takes a screenshot.
-// Usage: node browser.mjs PAGE_URL SCREENSHOT_PATH
+// Usage: node browser.mjs PAGE_URL SCREENSHOT_PATH [WIDTHxHEIGHT]
+// A width under 600 is a phone: a mobile viewport, where the page's viewport meta decides
+// the layout width.
 // Prints {links: [{href, type, title, status, contentType, body}], console: [...],
-//         pageErrors: [...], failedRequests: [...], badResponses: [{url, status}]}.
+//         pageErrors: [...], failedRequests: [...], badResponses: [{url, status}],
+//         text, headlines: [...], scrollWidth, innerWidth, fontSize}.
 import { chromium } from 'playwright-core'
 
-const [pageUrl, screenshot] = process.argv.slice(2)
+const [pageUrl, screenshot, size = '1000x700'] = process.argv.slice(2)
+const [width, height] = size.split('x').map(Number)
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
   // Without the background-networking flags Chromium tries outside hosts at every start.
@@ -16,7 +20,11 @@ const browser = await chromium.launch({
 })
 const result = { links: [], console: [], pageErrors: [], failedRequests: [], badResponses: [] }
 try {
-  const context = await browser.newContext({ viewport: { width: 1000, height: 700 } })
+  const phone = width < 600
+  const context = await browser.newContext({
+    viewport: { width, height },
+    ...(phone ? { isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : {})
+  })
   const page = await context.newPage()
   // Chromium reports CSP violations ("Refused to ...") as console errors.
   page.on('console', (m) => result.console.push({ type: m.type(), text: m.text(), url: m.location().url }))
@@ -27,6 +35,13 @@ try {
   result.status = resp.status()
   result.csp = resp.headers()['content-security-policy'] ?? null
   result.title = await page.title()
+  result.text = await page.innerText('body')
+  result.headlines = await page.$$eval('h2', (els) => els.map((e) => e.innerText))
+  Object.assign(result, await page.evaluate(() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+    fontSize: parseFloat(getComputedStyle(document.body).fontSize)
+  })))
   const links = await page.$$eval('link[rel="alternate"]', (els) =>
     els.map((e) => ({ href: e.href, type: e.type, title: e.title })))
   for (const link of links) {
