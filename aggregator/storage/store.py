@@ -1095,7 +1095,7 @@ class Store:
             first = group[0]
             # The story shows its best copy: a title while any member has one, and the
             # fullest text; the link, outlet and id stay the first entry's.
-            title = first[2] or next((g[2] for g in group if g[2]), "")
+            best_title = first[2] or next((g[2] for g in group if g[2]), "")
             fullest = max(group, key=lambda g: g[10] or 0)  # the earliest of equals
             # Every other outlet is named once, even when it published the same URL.
             related = []
@@ -1108,7 +1108,7 @@ class Store:
             items.append(
                 FeedItem(
                     id=uid,
-                    title=title,
+                    title=best_title,
                     link=first[3],
                     summary_html=fullest[4],
                     content_html=fullest[5],
