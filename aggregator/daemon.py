@@ -31,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from aggregator.config import Config, FeedConfig, format_duration
 from aggregator.ingest import pipeline as poll
 from aggregator.ingest import schedule
+from aggregator.match import dedupe
 from aggregator.models import PollResult
 from aggregator.publish import cache as publish
 from aggregator.publish import metrics, web
@@ -242,7 +243,11 @@ class Daemon:
     def _prune(self) -> None:
         db = store.for_thread(self.config.database.path)
         keep = self.config.database.keep
-        removed = db.prune(datetime.now(UTC) - keep, [f.name for f in self.config.feeds])
+        removed = db.prune(
+            datetime.now(UTC) - keep,
+            [f.name for f in self.config.feeds],
+            terms_of=dedupe.stored_terms,
+        )
         if removed:
             with db.write():  # the writer lock: no poll is deciding with the counts
                 # the prune folded every logged count into term_df: none is pending

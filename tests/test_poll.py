@@ -23,7 +23,7 @@ from aggregator import config as config_mod
 from aggregator.errors import ParseError
 from aggregator.ingest import pipeline as poll
 from aggregator.ingest import prepare, workers
-from aggregator.match import termstats
+from aggregator.match import dedupe, termstats
 from aggregator.storage import store
 from tests.conftest import feed_files, toml_config
 from tests.feedserver import FeedServer, redirect, slow, status
@@ -297,11 +297,13 @@ def test_retention_prunes_what_left_the_feed_and_keeps_ids(
         cfg, "SELECT s.uid FROM stories s JOIN entries e ON e.story_id = s.id WHERE e.key = 'kept'"
     )
     with store.Store(cfg.database.path) as db:
-        assert db.prune(now - cfg.database.keep) == {}  # both still in the feed
+        assert (
+            db.prune(now - cfg.database.keep, terms_of=dedupe.stored_terms) == {}
+        )  # both still in the feed
     server.add("/f.xml", rss(item("kept", "Kept story", "http://x.example/k", date)).encode())
     run_poll(cfg, now - timedelta(days=1))
     with store.Store(cfg.database.path) as db:
-        assert db.prune(now - cfg.database.keep) == {"f": 1}
+        assert db.prune(now - cfg.database.keep, terms_of=dedupe.stored_terms) == {"f": 1}
     assert rows(cfg, "SELECT key FROM entries") == [("kept",)]
     assert rows(cfg, "SELECT uid FROM stories") == [(uid,)]
 

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from aggregator import cli, daemon
 from aggregator import config as config_mod
 from aggregator.ingest import pipeline as poll
+from aggregator.match import dedupe
 from aggregator.storage import store
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
@@ -203,11 +204,11 @@ def test_an_entry_read_again_between_full_reads_is_kept(
     server.add("/archive.xml", archive([0, 1, 2, 3, 4]))  # item 2 is back
     poll_at(cfg, t0 + poll.FULL_READ_EVERY + timedelta(hours=2))
     with store.Store(cfg.database.path) as db:
-        assert db.prune(datetime.now(UTC)) == {}
+        assert db.prune(datetime.now(UTC), terms_of=dedupe.stored_terms) == {}
     server.add("/archive.xml", archive([0, 2, 3, 4]))  # item 1 leaves
     poll_at(cfg, t0 + 2 * poll.FULL_READ_EVERY + timedelta(hours=3))  # read whole
     with store.Store(cfg.database.path) as db:
-        assert db.prune(datetime.now(UTC)) == {"archive": 1}
+        assert db.prune(datetime.now(UTC), terms_of=dedupe.stored_terms) == {"archive": 1}
     assert sorted(exported(cfg)["json"]) == sorted(TITLES[i] for i in (0, 2, 3, 4))
 
 
@@ -243,8 +244,10 @@ def test_a_database_from_before_last_seen_prunes_nothing_until_a_feed_is_read_wh
         conn.execute("UPDATE feeds SET full_read = NULL")
     conn.close()
     with store.Store(cfg.database.path) as db:
-        assert db.prune(datetime.now(UTC)) == {}
+        assert db.prune(datetime.now(UTC), terms_of=dedupe.stored_terms) == {}
     server.add("/archive.xml", archive(range(2)))
     poll_at(cfg)
     with store.Store(cfg.database.path) as db:
-        assert db.prune(datetime.now(UTC) - timedelta(days=90)) == {"archive": 1}
+        assert db.prune(datetime.now(UTC) - timedelta(days=90), terms_of=dedupe.stored_terms) == {
+            "archive": 1
+        }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 import subprocess
 import sys
@@ -68,10 +67,10 @@ def test_a_feeds_stored_hashes_are_read_from_an_index(tmp_path: Path) -> None:
     db.close()
 
 
-def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) -> None:
-    """Rows written before signatures were packed keep their JSON term lists: a prune
-    takes both kinds back out of the document frequencies, and every index key of a
-    pruned entry goes while a kept entry's stay."""
+def test_prune_takes_out_terms_and_keys(tmp_path: Path) -> None:
+    """A prune takes a pruned entry's terms back out of the document frequencies,
+    whether they were folded in or still logged, and every index key of a pruned
+    entry goes while a kept entry's stay."""
     from aggregator.match import dedupe
 
     db = store.Store(tmp_path / "a.db")
@@ -96,11 +95,6 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
             # first stored when published; terms: the signature's
             eid = db.insert_entry(entry, sid, published, sig.pack())
             db.add_entry_keys(eid, keys, published)
-            if key == "b":  # as stored before: JSON, and the counted terms beside
-                db.conn.execute(
-                    "UPDATE entries SET sig = ?, terms = ? WHERE id = ?",
-                    (json.dumps(sig.to_json()), json.dumps(terms), eid),
-                )
             if key == "a":
                 db.add_term_counts(dict.fromkeys(terms, 1))
             else:  # as a poll writes them: logged, folded in later
@@ -115,7 +109,7 @@ def test_prune_takes_out_terms_and_keys_stored_in_either_form(tmp_path: Path) ->
     assert len(kept_keys) > 5
     with db.write():  # read whole since: a and b are no longer in the feed
         db.record_fetch(FeedUpdate("f", at=now, status=200, success=True, full_read=True))
-    assert db.prune(now - timedelta(days=1)) == {"f": 2}
+    assert db.prune(now - timedelta(days=1), terms_of=dedupe.stored_terms) == {"f": 2}
     assert db.document_frequencies(["wheat", "karachi", "sindh", "punjab"]) == {
         "wheat": 1,
         "punjab": 1,
@@ -156,27 +150,21 @@ def test_logged_term_counts_commit_with_their_transaction_and_fold_in(tmp_path: 
     db.close()
 
 
-def test_an_up_to_date_database_is_opened_without_sqlite_utils(tmp_path: Path) -> None:
-    """Opening checks sqlite-utils' own record of applied migrations: the same table,
-    every migration of the set. Only a pending one loads sqlite-utils (11 MiB)."""
-    from sqlite_utils.migrations import Migrations
-
-    assert store.MIGRATIONS_TABLE == Migrations.migrations_table
+def test_opening_applies_the_pending_migrations_once(tmp_path: Path) -> None:
+    """A database behind the schema gets the migrations it lacks when a process opens
+    it (sqlite-utils' record says which), and the next open finds none pending."""
     path = tmp_path / "a.db"
     conn = sqlite3.connect(path, isolation_level=None)
+    db = sqlite_utils.Database(conn)
     last = store.migrations()._migrations[-1].name
-    store.migrations().apply(sqlite_utils.Database(conn), stop_before=last)
-    assert not store._up_to_date(conn)
-    code = (
-        "import sys; from aggregator.storage import store; "
-        f"store.Store({str(path)!r}).close(); print('sqlite_utils' in sys.modules)"
-    )
-    for expected in ("True", "False"):  # applies the last one, then has no need
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        assert out.stdout.strip() == expected
-    assert store._up_to_date(conn)
-    applied = [n for (n,) in conn.execute(f"SELECT name FROM {store.MIGRATIONS_TABLE}")]
+    store.migrations().apply(db, stop_before=last)
+    assert [m.name for m in store.migrations().pending(db)] == [last]
+    code = f"import sys; from aggregator.storage import store; store.Store({str(path)!r}).close()"
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert store.migrations().pending(db) == []
+    applied = [n for (n,) in conn.execute("SELECT name FROM _sqlite_migrations")]
     assert applied == [m.name for m in store.migrations()._migrations]
+    before = conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()
+    store.Store(path).close()
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone() == before
     conn.close()

@@ -549,3 +549,8 @@ def decide(
         if score >= 1.0 or votes.get(sid, 0) >= VOTES
     ]
     return -max(ok)[2] if ok else None
+
+
+def stored_terms(sig: str) -> frozenset[str]:
+    """The terms counted for a stored entry: its packed signature's (for a prune)."""
+    return Signature.unpack(sig).everything

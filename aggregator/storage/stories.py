@@ -1,0 +1,141 @@
+"""Stories: the entries one event joins, and the candidates a new entry may join."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aggregator.models import LinkMate
+from aggregator.storage.base import StoreBase, parse_ts, ts
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRow:
+    """A stored entry that may be a copy of a new one, for `dedupe.decide`."""
+
+    entry_id: int
+    story_id: int
+    #: feeds that already have an entry in this entry's story
+    feeds: frozenset[str]
+    title: str
+    text: str
+    published: datetime
+    #: the cached dedupe signature as stored (JSON text), None if never stored
+    sig: str | None
+
+
+class StoriesMixin(StoreBase):
+    """Stories: the entries one event joins, and the candidates a new entry may join."""
+
+    def link_mates(self, canonical_link: str, feed: str, limit: int = 64) -> list[LinkMate]:
+        """The oldest `limit` stored entries with this canonical link, for
+        `dedupe.link_story`; the text only of `feed`'s own (the rest is never
+        compared, and can be 200 kB). Bounded: a feed whose every item links its
+        home page would otherwise read them all for each new one."""
+        return [
+            LinkMate(*r)
+            for r in self.conn.execute(
+                "SELECT story_id, feed, link, title, CASE WHEN feed = ? THEN text END "
+                "FROM entries WHERE canonical_link = ? ORDER BY id LIMIT ?",
+                (feed, canonical_link, limit),
+            )
+        ]
+
+    def story_by_guid(self, guid: str | None) -> int | None:
+        """A story that already has this guid, from any feed."""
+        # A guid that is a URL or otherwise globally unique identifies the article;
+        # short numeric guids are per-feed counters and would join unrelated stories.
+        if guid and len(guid) >= 16 and not guid.isdigit():
+            sid = self._one(
+                "SELECT story_id FROM entries WHERE guid = ? ORDER BY id LIMIT 1", (guid,)
+            )
+            if sid is not None:
+                return int(sid)
+        return None
+
+    def new_story(self, published: datetime, now: datetime, host: str) -> int:
+        """Mint a story and its public id; the id is stored and never recomputed."""
+        cur = self.conn.execute(
+            "INSERT INTO stories(uid, published, updated) VALUES ('', ?, ?)",
+            (ts(published), ts(now)),
+        )
+        sid = int(cur.lastrowid or 0)
+        uid = f"tag:{host},{now.astimezone(UTC):%Y-%m-%d}:story/{sid}"
+        self.conn.execute("UPDATE stories SET uid = ? WHERE id = ?", (uid, sid))
+        return sid
+
+    def touch_story(self, story_id: int, now: datetime) -> None:
+        self.conn.execute("UPDATE stories SET updated = ? WHERE id = ?", (ts(now), story_id))
+
+    def candidate_entries(
+        self,
+        keys: Sequence[str],
+        since: datetime,
+        until: datetime,
+        *,
+        min_shared: int = 1,
+        per_key: int = 200,
+        limit: int = 200,
+    ) -> list[CandidateRow]:
+        """Stored entries sharing at least `min_shared` index keys with a new entry,
+        published inside the window, with their story's feeds.
+
+        Reads only the index: each key contributes its newest `per_key` postings in
+        the window, so a common word costs the same with 10k or 1M entries stored.
+        """
+        if not keys:
+            return []
+        per_key_sql = (
+            "SELECT * FROM (SELECT entry_id FROM entry_keys WHERE key = ? "
+            "AND published BETWEEN ? AND ? ORDER BY published DESC LIMIT ?)"
+        )
+        union = " UNION ALL ".join([per_key_sql] * len(keys))
+        params: list[Any] = []
+        lo, hi = ts(since), ts(until)
+        for k in keys:
+            params += [k, lo, hi, per_key]
+        rows = self.conn.execute(
+            f"SELECT entry_id, count(*) AS shared FROM ({union}) GROUP BY entry_id "
+            f"HAVING shared >= ? ORDER BY shared DESC, entry_id LIMIT ?",
+            (*params, min_shared, limit),
+        ).fetchall()
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        marks = ",".join("?" * len(ids))
+        entries = self.conn.execute(
+            # The text is only needed where no signature was cached: it can be 200 kB.
+            f"SELECT id, story_id, title, CASE WHEN sig IS NULL THEN text ELSE '' END, "
+            f"published, sig FROM entries WHERE id IN ({marks})",
+            ids,
+        ).fetchall()
+        story_ids = sorted({e[1] for e in entries})
+        smarks = ",".join("?" * len(story_ids))
+        feeds: dict[int, set[str]] = {}
+        for sid, feed in self.conn.execute(
+            f"SELECT DISTINCT story_id, feed FROM entries WHERE story_id IN ({smarks})", story_ids
+        ):
+            feeds.setdefault(sid, set()).add(feed)
+        by_id = {e[0]: e for e in entries}
+        return [
+            CandidateRow(
+                entry_id=e[0],
+                story_id=e[1],
+                feeds=frozenset(feeds.get(e[1], ())),
+                title=e[2],
+                text=e[3],
+                published=parse_ts(e[4]) or datetime.min.replace(tzinfo=UTC),
+                sig=e[5],
+            )
+            for e in (by_id[i] for i in ids if i in by_id)
+        ]
+
+    def story_feeds(self, story_id: int) -> set[str]:
+        return {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT DISTINCT feed FROM entries WHERE story_id = ?", (story_id,)
+            )
+        }
