@@ -7,7 +7,6 @@ traceback or a file from disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,6 @@ from flask import Flask, Response, abort, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import http_date, is_resource_modified
 
 from aggregator.config import Config
 from aggregator.publish import cache as publish
@@ -27,13 +25,6 @@ from aggregator.storage import store
 CACHE_CONTROL = "public, max-age=60"
 #: the topic feed route, also its label in the request metrics
 TOPIC_ROUTE = "/topics/<slug>.<fmt>"
-#: conditional headers the fast path leaves to Flask (412 answers, ranges): rare in feed readers
-_FLASK_CONDITIONS = ("HTTP_IF_MATCH", "HTTP_IF_UNMODIFIED_SINCE", "HTTP_IF_RANGE", "HTTP_RANGE")
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-_Headers = tuple[tuple[str, str], ...]
-#: a rendered feed, the headers of its 200 and of its 304, its Last-Modified
-_Prepared = tuple[publish.Rendered, _Headers, _Headers, str | None]
 
 
 #: why /healthz says not ok, in its "reason"
@@ -221,80 +212,4 @@ def create_app(config: Config) -> Flask:
         data = generate_latest(metrics.REGISTRY) + generate_latest(registry)
         return Response(data, content_type=CONTENT_TYPE_LATEST)
 
-    app.wsgi_app = TopicFeeds(config, cache, db, app.wsgi_app)  # type: ignore[method-assign]
     return app
-
-
-class TopicFeeds:
-    """WSGI in front of Flask for its busiest route, `GET /topics/<slug>.<fmt>`.
-
-    Feed readers poll it all day, and through Flask each request costs more Python
-    (request context, routing, a Response object, header handling) than rendering
-    costs once per change. This answers from the cached bytes with header lists
-    built once per rendered version: the same status and headers as the Flask view
-    (tests/test_web.py compares the two). Everything else, including HEAD, If-Match,
-    ranges, unknown topics and any error, goes to Flask unchanged.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        cache: publish.TopicCache,
-        db: Callable[[], store.Store],
-        flask_app: WSGIApp,
-    ) -> None:
-        self.flask_app = flask_app
-        self._topics = {t.slug: t for t in config.topics}
-        self._cache = cache
-        self._db = db
-        self._prepared: dict[tuple[str, str], _Prepared] = {}  # by (slug, format)
-        self._count = {
-            code: metrics.HTTP_REQUESTS.labels(TOPIC_ROUTE, code) for code in ("200", "304")
-        }
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        path: str = environ.get("PATH_INFO", "")
-        if (
-            not path.startswith("/topics/")
-            or environ.get("REQUEST_METHOD") != "GET"
-            or any(h in environ for h in _FLASK_CONDITIONS)
-        ):
-            return self.flask_app(environ, start_response)
-        slug, _, fmt = path[8:].rpartition(".")
-        topic = self._topics.get(slug)
-        if topic is None or fmt not in publish.FORMATS:
-            return self.flask_app(environ, start_response)
-        try:
-            rendered = self._cache.get(self._db(), topic, fmt)
-        except Exception:  # Flask's error handler logs it and answers 500
-            return self.flask_app(environ, start_response)
-        prepared = self._prepared.get((slug, fmt))
-        if prepared is None or prepared[0] is not rendered:
-            prepared = self._prepare(slug, fmt, rendered)
-        _, ok_headers, not_modified_headers, last_modified = prepared
-        if is_resource_modified(environ, rendered.etag, last_modified=last_modified):
-            self._count["200"].inc()
-            start_response("200 OK", list(ok_headers))
-            return [rendered.body]
-        self._count["304"].inc()
-        start_response("304 NOT MODIFIED", list(not_modified_headers))
-        return []
-
-    def _prepare(self, slug: str, fmt: str, r: publish.Rendered) -> _Prepared:
-        last_modified = http_date(r.last_modified) if r.last_modified is not None else None
-        ok = [
-            ("Content-Type", r.content_type),
-            ("Content-Length", str(len(r.body))),
-            ("ETag", r.etag),
-        ]
-        if last_modified is not None:
-            ok.append(("Last-Modified", last_modified))
-        common = [("Cache-Control", CACHE_CONTROL), ("X-Content-Type-Options", "nosniff")]
-        prepared: _Prepared = (
-            r,
-            tuple(ok + common),
-            tuple([("ETag", r.etag), *common]),
-            last_modified,
-        )
-        self._prepared[(slug, fmt)] = prepared
-        return prepared
