@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import nh3
 from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseEntryExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
@@ -470,55 +471,54 @@ def _add_entry(fe: _BuiltOnce, it: _Item, fmt: str) -> None:
         # RSS <author> must be an e-mail address (the W3C validator errors on a
         # bare name), so the "Reporter, Outlet" name goes in dc:creator.
         fe.dc.dc_creator(it.author)
-    # Atom entry links and <source> are added by `_atom_extras`: feedgen 1.0
-    # drops rel/type/title from entry links, which would turn every related
-    # copy into a second rel="alternate" link.
     if fmt == "atom":
+        # feedgen 1.0 drops rel/type/title from entry links (every related copy would
+        # become a second rel="alternate" link) and cannot write <source>: its entry
+        # extension API adds them to the XML it builds.
+        fe.register_extension("aggregator", _AtomExtras, atom=True, rss=False)
+        fe.aggregator.item = it
         fe.atom_entry()
     else:
         fe.rss_entry()
 
 
-_ATOM = "{http://www.w3.org/2005/Atom}"
+class _AtomExtras(BaseEntryExtension):  # type: ignore[misc]
+    """What feedgen cannot write into an Atom entry: typed links, `<source>`, and an
+    HTML-typed title when plain text would be misread."""
 
+    item: _Item
 
-def _atom_extras(entry: Any, it: _Item) -> None:
-    """What feedgen cannot write: typed links, `<source>`, and an HTML-typed title when needed."""
-    title = entry.find(f"{_ATOM}title")
-    if title is not None and _html_safe(it.title) != it.title:
-        # Plain text that an HTML reader would misread goes out as escaped HTML, which
-        # every reader reads the same way: "The <script> tag" keeps its word.
-        title.set("type", "html")
-        title.text = html.escape(it.title, quote=False)
-    if it.link:
-        link = etree.SubElement(entry, f"{_ATOM}link", href=it.link, rel="alternate")
-        link.set("type", "text/html")
-    for url, name in it.related:
-        link = etree.SubElement(entry, f"{_ATOM}link", href=url, rel="related")
-        link.set("type", "text/html")
-        link.set("title", name)
-    source = etree.SubElement(entry, f"{_ATOM}source")
-    if it.source_url_known:
-        etree.SubElement(source, f"{_ATOM}id").text = it.source_url_known
-    etree.SubElement(source, f"{_ATOM}title").text = it.source
-    if it.source_url_known:
-        etree.SubElement(source, f"{_ATOM}link", href=it.source_url_known)
+    # feedgen builds entries without a namespace (the feed's xmlns is a plain
+    # attribute), so the elements added here use bare names too.
+    def extend_atom(self, entry: Any) -> Any:
+        it = self.item
+        title = entry.find("title")
+        if title is not None and _html_safe(it.title) != it.title:
+            # Plain text that an HTML reader would misread goes out as escaped HTML, which
+            # every reader reads the same way: "The <script> tag" keeps its word.
+            title.set("type", "html")
+            title.text = html.escape(it.title, quote=False)
+        if it.link:
+            link = etree.SubElement(entry, "link", href=it.link, rel="alternate")
+            link.set("type", "text/html")
+        for url, name in it.related:
+            link = etree.SubElement(entry, "link", href=url, rel="related")
+            link.set("type", "text/html")
+            link.set("title", name)
+        source = etree.SubElement(entry, "source")
+        if it.source_url_known:
+            etree.SubElement(source, "id").text = it.source_url_known
+        etree.SubElement(source, "title").text = it.source
+        if it.source_url_known:
+            etree.SubElement(source, "link", href=it.source_url_known)
+        return entry
 
 
 def atom(feed: TopicFeed) -> bytes:
     """Render the topic as Atom 1.0 (RFC 4287)."""
     f = _prepare_feed(feed)
-    fg, items = _generator(f, "atom", "application/atom+xml")
-    # Re-read our own output (no DTD, no entities) to add what feedgen cannot write.
-    root = etree.fromstring(fg.atom_str(pretty=False, encoding="UTF-8"))
-    for entry, it in zip(list(root.iterfind(f"{_ATOM}entry")), items, strict=True):
-        try:
-            _atom_extras(entry, it)
-        except Exception as exc:  # one entry never fails the feed
-            root.remove(entry)
-            _left_out(f.slug, "atom", it.link, it.id, exc)
-    etree.indent(root, space="  ")
-    out: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=True, pretty_print=True)
+    fg, _ = _generator(f, "atom", "application/atom+xml")
+    out: bytes = fg.atom_str(pretty=True, encoding="UTF-8")
     return out
 
 
