@@ -341,6 +341,14 @@ def _add_to_topics(db: store.Store, story_id: int, matches: dict[str, tuple[str,
         db.add_topic_story(slug, story_id, terms)
 
 
+def _http_status(fetched: Fetched | None, failure: BaseException | None) -> int | None:
+    """The status to record: the failed fetch's, or that of a body that was no feed."""
+    status = failure.status if isinstance(failure, FetchError) else None
+    if status is None and fetched is not None:
+        status = fetched.status
+    return status
+
+
 def _update(
     feed: FeedConfig,
     now: datetime,
@@ -352,11 +360,7 @@ def _update(
 ) -> FeedUpdate:
     """The one record of a poll's outcome that storage writes."""
     parsed = read.parsed if read else None
-    if failure is not None:
-        status = failure.status if isinstance(failure, FetchError) else None
-        status = status if status is not None or fetched is None else fetched.status
-    else:
-        status = fetched.status if fetched else None
+    status = _http_status(fetched, failure)
     ok = failure is None and fetched is not None
     return FeedUpdate(
         feed.name,
@@ -395,15 +399,12 @@ def _result(
     """What the poll did, for the caller and the log."""
     if failure is not None:
         status = "gone" if decision.gone else "error"
-        http = failure.status if isinstance(failure, FetchError) else None
-        http = http if http is not None or fetched is None else fetched.status
     else:
         status = "ok" if read else "not_modified"
-        http = fetched.status if fetched else None
     result = PollResult(
         feed.name,
         status,
-        http_status=http,
+        http_status=_http_status(fetched, failure),
         read=counts.read,
         new=counts.new,
         updated=counts.updated,

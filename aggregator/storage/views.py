@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,54 +42,9 @@ class ViewsMixin(StoreBase):
             "WHERE ts.topic = ? ORDER BY ts.published DESC, ts.story_id DESC LIMIT ?",
             (slug, limit),
         ).fetchall()
-        ids = [r[0] for r in stories]
-        entries: dict[int, list[Any]] = {}
-        if ids:
-            marks = ",".join("?" * len(ids))
-            for r in self.conn.execute(
-                f"SELECT e.story_id, e.feed, e.title, e.link, e.summary_html, e.content_html, "
-                f"e.author, e.updated, f.site_link, f.url, length(e.text) - length(e.title) "
-                f"FROM entries e "
-                f"JOIN feeds f ON f.name = e.feed "
-                f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
-                ids,
-            ):
-                entries.setdefault(r[0], []).append(r)
-        items = []
-        for sid, matched, uid, published, updated in stories:
-            group = entries.get(sid)
-            if not group:
-                continue
-            first = group[0]
-            # The story shows its best copy: a title while any member has one, and the
-            # fullest text; the link, outlet and id stay the first entry's.
-            best_title = first[2] or next((g[2] for g in group if g[2]), "")
-            fullest = max(group, key=lambda g: g[10] or 0)  # the earliest of equals
-            # Every other outlet is named once, even when it published the same URL.
-            related = []
-            seen_feeds = {first[1]}
-            for g in group[1:]:
-                if g[3] and g[1] not in seen_feeds:
-                    seen_feeds.add(g[1])
-                    related.append(Related(url=g[3], source=feed_titles.get(g[1], g[1])))
-            newest_edit = max([updated] + [g[7] for g in group])
-            items.append(
-                FeedItem(
-                    id=uid,
-                    title=best_title,
-                    link=first[3],
-                    summary_html=fullest[4],
-                    content_html=fullest[5],
-                    author=first[6],
-                    source=feed_titles.get(first[1], first[1]),
-                    source_url=first[8] or first[9],
-                    published=parse_ts(published) or datetime.min.replace(tzinfo=UTC),
-                    updated=parse_ts(newest_edit) or datetime.min.replace(tzinfo=UTC),
-                    related=tuple(related),
-                    matched=tuple(json.loads(matched)),
-                )
-            )
-        return TopicFeed(slug=slug, title=title, query=query, base_url=base_url, items=tuple(items))
+        built = self._story_items(stories, feed_titles)
+        items = tuple(built[r[0]][0] for r in stories if r[0] in built)
+        return TopicFeed(slug=slug, title=title, query=query, base_url=base_url, items=items)
 
     def topic_story_page(
         self,
@@ -118,45 +73,63 @@ class ViewsMixin(StoreBase):
         ).fetchall()
         more = len(stories) > limit
         stories = stories[:limit]
+        built = self._story_items(stories, feed_titles)
+        out = [
+            models.PageStory(built[r[0]][0], built[r[0]][1], f"{r[5]}_{r[0]}")
+            for r in stories
+            if r[0] in built
+        ]
+        older = f"{stories[-1][5]}_{stories[-1][0]}" if more and stories else None
+        return models.StoryPage(tuple(out), older)
+
+    def _story_items(
+        self, stories: Sequence[Any], feed_titles: Mapping[str, str]
+    ) -> dict[int, tuple[FeedItem, str | None]]:
+        """Each story (rows of story id, matched, uid, published, updated) as the item
+        publish shows, with its first entry's feed language; one query for all."""
         ids = [r[0] for r in stories]
         entries: dict[int, list[Any]] = {}
         if ids:
             marks = ",".join("?" * len(ids))
             for r in self.conn.execute(
                 f"SELECT e.story_id, e.feed, e.title, e.link, e.summary_html, e.content_html, "
-                f"e.author, e.updated, f.site_link, f.url, f.language FROM entries e "
-                f"JOIN feeds f ON f.name = e.feed "
+                f"e.author, e.updated, f.site_link, f.url, length(e.text) - length(e.title), "
+                f"f.language FROM entries e JOIN feeds f ON f.name = e.feed "
                 f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
                 ids,
             ):
                 entries.setdefault(r[0], []).append(r)
-        out = []
-        for sid, matched, uid, published, updated, position in stories:
+        out: dict[int, tuple[FeedItem, str | None]] = {}
+        for sid, matched, uid, published, updated, *_ in stories:
             group = entries.get(sid)
             if not group:
                 continue
             first = group[0]
+            # The story shows its best copy: a title while any member has one, and the
+            # fullest text; the link, outlet and id stay the first entry's.
+            best_title = first[2] or next((g[2] for g in group if g[2]), "")
+            fullest = max(group, key=lambda g: g[10] or 0)  # the earliest of equals
+            # Every other outlet is named once, even when it published the same URL.
             related = []
             seen_feeds = {first[1]}
             for g in group[1:]:
                 if g[3] and g[1] not in seen_feeds:
                     seen_feeds.add(g[1])
                     related.append(Related(url=g[3], source=feed_titles.get(g[1], g[1])))
+            newest_edit = max([updated] + [g[7] for g in group])
             item = FeedItem(
                 id=uid,
-                title=first[2],
+                title=best_title,
                 link=first[3],
-                summary_html=first[4],
-                content_html=first[5],
+                summary_html=fullest[4],
+                content_html=fullest[5],
                 author=first[6],
                 source=feed_titles.get(first[1], first[1]),
                 source_url=first[8] or first[9],
                 published=parse_ts(published) or datetime.min.replace(tzinfo=UTC),
-                updated=parse_ts(max([updated] + [g[7] for g in group]))
-                or datetime.min.replace(tzinfo=UTC),
+                updated=parse_ts(newest_edit) or datetime.min.replace(tzinfo=UTC),
                 related=tuple(related),
                 matched=tuple(json.loads(matched)),
             )
-            out.append(models.PageStory(item, first[10], f"{position}_{sid}"))
-        older = f"{stories[-1][5]}_{stories[-1][0]}" if more and stories else None
-        return models.StoryPage(tuple(out), older)
+            out[sid] = (item, first[11])
+        return out
