@@ -608,7 +608,7 @@ def test_known_items_are_left_out_and_edited_ones_parsed_again() -> None:
 
     edited = item("b", "Bravo, edited")
     body = rss(item("d", "Delta") + a + edited + c, channel="<ttl>30</ttl>").encode()
-    assert parse.unseen_items(body, known) == 2
+    assert parse.unseen_items(parse.digested_items(body), known) == 2
     second = parse.parse(body, known_items=known)
     assert [e.title for e in second.entries] == ["Delta", "Bravo, edited"]
     # the channel is read as always, and the new digests describe every item
@@ -622,7 +622,7 @@ def test_a_feed_whose_items_are_all_known_is_an_empty_success() -> None:
     known = parse.item_digests(parse.parse(body).item_digests)
     again = parse.parse(body, known_items=known)
     assert (again.entries, again.title, again.warning) == ((), "Test feed", None)
-    assert parse.unseen_items(body, known) == 0
+    assert parse.unseen_items(parse.digested_items(body), known) == 0
 
 
 def test_a_cut_the_markup_does_not_allow_falls_back_to_the_whole_body() -> None:
@@ -640,7 +640,7 @@ def test_a_cut_the_markup_does_not_allow_falls_back_to_the_whole_body() -> None:
 
 def test_utf16_and_json_bodies_are_never_cut() -> None:
     body = rss(item("a", "Alpha"), encoding="utf-16").encode("utf-16")
-    assert parse.unseen_items(body, frozenset()) is None
+    assert parse.unseen_items(parse.digested_items(body), frozenset()) is None
     assert parse.parse(body).item_digests is None
     doc = {"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": []}
     assert parse.parse(json.dumps(doc).encode()).item_digests is None

@@ -21,8 +21,8 @@ import pytest
 
 from aggregator import config as config_mod
 from aggregator.errors import ParseError
+from aggregator.ingest import parse, prepare, workers
 from aggregator.ingest import pipeline as poll
-from aggregator.ingest import prepare, workers
 from aggregator.match import dedupe, termstats
 from aggregator.storage import store
 from tests.conftest import feed_files, toml_config
@@ -645,10 +645,11 @@ def test_term_counts_start_over_past_their_cap(tmp_path: Path) -> None:
 
 
 def test_a_feed_that_changed_by_a_few_items_is_parsed_in_its_poll_thread(
-    server: FeedServer, make_config: Make
+    server: FeedServer, make_config: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A first poll of many items goes to a parse process; a later one that brings
-    one new item and one edit is parsed inline, and stores exactly those two."""
+    one new item and one edit is parsed inline, digests the body once (to choose
+    where to parse and to leave out what is known), and stores exactly those two."""
     dates = [f"Mon, 05 Jan 2026 {h:02d}:00:00 GMT" for h in range(10)]
     items = [item(f"g{i}", f"Headline {i}", f"http://x.example/{i}", dates[i]) for i in range(8)]
     server.add("/f.xml", rss("".join(items)).encode())
@@ -665,8 +666,14 @@ def test_a_feed_that_changed_by_a_few_items_is_parsed_in_its_poll_thread(
         items[3] = item("g3", "Headline 3, corrected", "http://x.example/3", dates[3])
         new = item("g9", "Headline 9", "http://x.example/9", dates[9])
         server.add("/f.xml", rss(new + "".join(items)).encode())
+        digests: list[bytes] = []
+        digested = parse.digested_items
+        monkeypatch.setattr(
+            parse, "digested_items", lambda body: digests.append(body) or digested(body)
+        )
         [second] = poll.poll_many(poller, cfg.feeds)
         assert (second.status, second.new, second.updated) == ("ok", 1, 1)
+        assert len(digests) == 1
         assert poller.parsers._pool is None  # two unseen items: parsed inline
     finally:
         poller.close()

@@ -192,7 +192,8 @@ def _parse_and_prepare(
     full_read = known is None or last_full is None or now - last_full >= FULL_READ_EVERY
     if full_read:
         known = None
-    unseen = parse.unseen_items(fetched.body, parse.item_digests(known))
+    digested = parse.digested_items(fetched.body)  # once a poll: parse reuses them
+    unseen = parse.unseen_items(digested, parse.item_digests(known))
     parsed, prepared, unchanged = poller.parsers.run(
         prepare.parse_and_prepare,
         fetched.body,
@@ -204,6 +205,7 @@ def _parse_and_prepare(
         db.entry_hashes(feed.name),
         poller.matchers_blob,
         known,
+        digested,
         inline=unseen is not None and unseen <= INLINE_ITEMS,
     )
     return _Read(parsed, prepared, unchanged, full_read)

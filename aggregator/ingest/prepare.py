@@ -75,6 +75,7 @@ def parse_and_prepare(
     stored: dict[str, str],
     matchers_blob: bytes,
     known_items: bytes | None = None,
+    digested: Sequence[tuple[int, int, bytes]] | None = None,
 ) -> tuple[ParsedFeed, list[Prepared], list[str]]:
     """Parse a fetched body and prepare its new and edited entries: pure, so it runs
     in a parse process as well as in the poll thread. The feed comes back without
@@ -90,6 +91,7 @@ def parse_and_prepare(
         url,
         max_entries=max_entries,
         known_items=parse.item_digests(known_items),
+        digested=digested,
     )
     matchers = _matchers(matchers_blob)
     prepared = []

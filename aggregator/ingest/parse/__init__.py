@@ -50,7 +50,7 @@ import io
 import json
 import re
 import xml.parsers.expat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -90,6 +90,7 @@ def parse(
     max_entries: int = 1000,
     max_field: int = 200_000,
     known_items: frozenset[bytes] = frozenset(),
+    digested: Sequence[tuple[int, int, bytes]] | None = None,
 ) -> models.ParsedFeed:
     """Parse one feed document; raise `ParseError` when it is not a feed we can read.
 
@@ -98,7 +99,11 @@ def parse(
     kept, with `warning` saying what was wrong. Items whose exact bytes are among
     `known_items` (the `item_digests` of the feed's last parse) are left out before
     feedparser sees the body: a feed that changed by three items costs three items.
+    `digested` is `digested_items(body)` when the caller has it already (a poll does,
+    to choose where to parse), so the body is digested once; it is used only when
+    the body reaches that step unchanged (not re-encoded, not trimmed).
     """
+    original = body
     lower = {k.lower(): v for k, v in (headers or {}).items()}
     if not body.strip():
         raise ParseError("empty body: not a feed", url)
@@ -127,7 +132,8 @@ def parse(
     else:
         response_headers.pop("content-location", None)
     body, trimmed = _trim(body, max_entries)
-    digests, reduced, left_out = _known_left_out(body, known_items)
+    same = digested is not None and body is original
+    digests, reduced, left_out = _known_left_out(body, known_items, digested if same else None)
     d = None
     if reduced is not None:
         reduced = _fix_char_refs(reduced)
@@ -187,15 +193,16 @@ def item_digests(blob: bytes | None) -> frozenset[bytes]:
     return frozenset(blob[i : i + n] for i in range(0, len(blob) - n + 1, n))
 
 
-def unseen_items(body: bytes, known: frozenset[bytes]) -> int | None:
-    """How many of the body's items are not among `known` (None when the body cannot
-    be cut into items): a byte scan, far cheaper than parsing, so a poller can tell
-    a feed that changed by three items from a new one before choosing where to parse."""
-    items = _digested_items(body)
+def unseen_items(
+    items: Sequence[tuple[int, int, bytes]] | None, known: frozenset[bytes]
+) -> int | None:
+    """How many of a body's `digested_items` are not among `known` (None when the
+    body cannot be cut into items): far cheaper than parsing, so a poller can tell a
+    feed that changed by three items from a new one before choosing where to parse."""
     return None if items is None else sum(digest not in known for _, _, digest in items)
 
 
-def _digested_items(body: bytes) -> list[tuple[int, int, bytes]] | None:
+def digested_items(body: bytes) -> list[tuple[int, int, bytes]] | None:
     """(start, end, digest of the bytes) of each item; None for a UTF-16 body (the
     byte scan assumes ASCII-compatible markup) or markup too broken to cut."""
     head = body[:4]
@@ -210,7 +217,11 @@ def _digested_items(body: bytes) -> list[tuple[int, int, bytes]] | None:
     ]
 
 
-def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None, bytes | None, int]:
+def _known_left_out(
+    body: bytes,
+    known: frozenset[bytes],
+    items: Sequence[tuple[int, int, bytes]] | None = None,
+) -> tuple[bytes | None, bytes | None, int]:
     """The digests of the body's items, the body without the known ones (None
     when no item is known, or the body cannot be cut into items), and how many
     were left out.
@@ -220,7 +231,8 @@ def _known_left_out(body: bytes, known: frozenset[bytes]) -> tuple[bytes | None,
     channel's own elements) stay, so the feed's title, hint and language are read
     as always.
     """
-    items = _digested_items(body)
+    if items is None:
+        items = digested_items(body)
     if not items:
         return None, None, 0
     blob = b"".join(digest for _, _, digest in items)
