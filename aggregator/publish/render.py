@@ -503,6 +503,9 @@ def _atom_extras(entry: Any, it: _Item) -> None:
     if it.source_url_known:
         etree.SubElement(source, f"{_ATOM}id").text = it.source_url_known
     etree.SubElement(source, f"{_ATOM}title").text = it.source
+    # RFC 4287 wants the source feed's <updated>; the newest we know of it is this
+    # entry's own (and it keeps the same stories rendering to the same bytes).
+    etree.SubElement(source, f"{_ATOM}updated").text = _rfc3339(it.updated)
     if it.source_url_known:
         etree.SubElement(source, f"{_ATOM}link", href=it.source_url_known)
 
