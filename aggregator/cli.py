@@ -150,8 +150,9 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
 
     Prints one line per feed and a total: the items read, and what became of each
     (read = new + updated + unchanged + merged + skipped, the skipped ones by reason).
-    When stdout and stderr are the same terminal, the per-feed log lines are left
-    out (the rows say the same); redirected, stderr keeps them for the log.
+    When stdout and stderr are the same terminal, the per-feed log lines and the
+    progress bar are left out (the rows say the same); with stdout redirected,
+    stderr keeps both.
 
     \b
     Example:
@@ -164,7 +165,8 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
         if feed is None:
             raise ConfigError(str(cfg.path), f"no feed named {feed_name!r}", key="--feed")
         feeds = [feed]
-    if logs.same_terminal():
+    shared = logs.same_terminal()
+    if shared:
         # The row below says what the poll line would: print each feed once.
         for handler in logging.getLogger().handlers:
             handler.addFilter(logs.NoPollLines())
@@ -178,7 +180,9 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
         errors = 0
         results = poll.poll_many(poller, feeds)
         width = max((len(f.name) for f in feeds), default=4)
-        show_progress = sys.stderr.isatty() and len(feeds) > 1
+        # A bar on the terminal where the rows appear would run into them; there the
+        # rows are the progress. It shows when stdout goes to a file.
+        show_progress = sys.stderr.isatty() and len(feeds) > 1 and not shared
         with click.progressbar(
             results, length=len(feeds), file=sys.stderr if show_progress else io.StringIO()
         ) as bar:

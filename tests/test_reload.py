@@ -111,6 +111,7 @@ def test_sighup_applies_a_new_config_and_keeps_the_old_one_on_a_mistake(
             assert proc.poll() is None, "SIGHUP must not stop the daemon"
 
             assert wait_for(lambda: bool(server.requests_for("/geo.xml")), 20), log.read_text()
+
             # the new topic holds the stored dawn story and the newly polled geo one
             def russia_titles() -> str:
                 return requests.get(f"{base}/topics/russia.json", timeout=5).text
