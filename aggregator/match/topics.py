@@ -141,14 +141,32 @@ class Document:
     def surface(self, folded: str) -> str:
         """A folded word as the text writes it (``pakistani`` -> ``Pakistani``): the
         first raw word that folds to it, or the folded word when folding joined or
-        split words (a ZWNJ inside an Urdu word). Built on the first match only."""
+        split words (a ZWNJ inside an Urdu word).
+
+        Only matched words are looked up, so each is searched for case-insensitively
+        in the raw text first; folding every word of the text is the fallback (Latin
+        diacritics, Arabic letter variants), built once per document.
+        """
         if self._surface is None:
-            found: dict[str, str] = {}
-            for part in self._raw:
-                for w in words(part):
-                    found.setdefault(fold(w), w)
-            self._surface = found
-        return self._surface.get(folded, folded)
+            self._surface = {}
+        shown = self._surface.get(folded)
+        if shown is not None:
+            return shown
+        pattern = re.compile(rf"(?<!\w){re.escape(folded)}(?!\w)", re.IGNORECASE)
+        for part in self._raw:
+            found = pattern.search(part)
+            if found is not None and fold(found.group()) == folded:
+                shown = found.group()
+                break
+        else:
+            if "" not in self._surface:  # "": every word of the text is in already
+                for part in self._raw:
+                    for w in words(part):
+                        self._surface.setdefault(fold(w), w)
+                self._surface[""] = ""
+            shown = self._surface.get(folded, folded)
+        self._surface[folded] = shown
+        return shown
 
     def word_positions(self) -> dict[str, list[int]]:
         """Positions of each folded word; built on the first phrase that needs it."""
@@ -336,8 +354,21 @@ class _Leaf(_Node):
     def found(self, doc: Document) -> tuple[str, ...]:
         """The folded words (a phrase's joined by spaces) the term matched, in text
         order, each once; a term of an unspaced script is its own match."""
-        out: dict[str, None] = {}
         ws = doc.words
+        if len(self.parts) == 1:  # most terms: no positions needed
+            part = self.parts[0]
+            if isinstance(part, _Exact):
+                return (part.word,)
+            if isinstance(part, _Infix):
+                return (part.sub,)
+            if isinstance(part, _Stem):
+                keys = set(part.keys_for(doc.language))
+                return tuple(
+                    dict.fromkeys(w for w, k in zip(ws, doc.keys, strict=True) if k in keys)
+                )
+            wanted = set(doc.words_with_prefix(part.prefix))
+            return tuple(dict.fromkeys(w for w in ws if w in wanted))
+        out: dict[str, None] = {}
         for start in self.starts(doc):
             shown = [
                 part.sub if isinstance(part, _Infix) else ws[start + i]
