@@ -505,7 +505,7 @@ def _atom_extras(entry: Any, it: _Item) -> None:
     etree.SubElement(source, f"{_ATOM}title").text = it.source
     # RFC 4287 wants the source feed's <updated>; the newest we know of it is this
     # entry's own (and it keeps the same stories rendering to the same bytes).
-    etree.SubElement(source, f"{_ATOM}updated").text = _rfc3339(it.updated)
+    etree.SubElement(source, f"{_ATOM}updated").text = it.updated.isoformat()  # as feedgen's
     if it.source_url_known:
         etree.SubElement(source, f"{_ATOM}link", href=it.source_url_known)
 
