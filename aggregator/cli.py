@@ -10,6 +10,7 @@ import fcntl
 import io
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -20,8 +21,9 @@ from typing import Any, TypeVar
 
 import click
 
-from aggregator import __version__, models
+from aggregator import __version__, logs, models
 from aggregator import config as config_mod
+from aggregator.config import checks
 from aggregator.errors import AggregatorError, ConfigError, StorageError
 from aggregator.ingest import pipeline as poll
 from aggregator.ingest import prepare
@@ -35,25 +37,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("aggregator")
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False)
-
-
 def _setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(logs.JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -82,6 +69,8 @@ def _errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): `main` ends quietly
         except ConfigError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
@@ -162,6 +151,9 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
 
     Prints one line per feed and a total: the items read, and what became of each
     (read = new + updated + unchanged + merged + skipped, the skipped ones by reason).
+    When stdout and stderr are the same terminal, the per-feed log lines and the
+    progress bar are left out (the rows say the same); with stdout redirected,
+    stderr keeps both.
 
     \b
     Example:
@@ -174,6 +166,11 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
         if feed is None:
             raise ConfigError(str(cfg.path), f"no feed named {feed_name!r}", key="--feed")
         feeds = [feed]
+    shared = logs.same_terminal()
+    if shared:
+        # The row below says what the poll line would: print each feed once.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(logs.NoPollLines())
     with _poll_lock(cfg):
         db = store.Store(cfg.database.path)
         poll.sync(cfg, db)
@@ -184,7 +181,9 @@ def poll_cmd(ctx: click.Context, feed_name: str | None) -> None:
         errors = 0
         results = poll.poll_many(poller, feeds)
         width = max((len(f.name) for f in feeds), default=4)
-        show_progress = sys.stderr.isatty() and len(feeds) > 1
+        # A bar on the terminal where the rows appear would run into them; there the
+        # rows are the progress. It shows when stdout goes to a file.
+        show_progress = sys.stderr.isatty() and len(feeds) > 1 and not shared
         with click.progressbar(
             results, length=len(feeds), file=sys.stderr if show_progress else io.StringIO()
         ) as bar:
@@ -243,6 +242,10 @@ class _poll_lock:
 def check(ctx: click.Context) -> None:
     """Validate the config and print what it would poll and publish.
 
+    Exits 2 on an error. What loads but looks unintended (a lowercase `and` in a
+    query, a query of NOTs only, one URL under two names, an interval below
+    min_interval) is a "warning:" line on stderr; the exit status stays 0.
+
     \b
     Example:
         aggregator --config /etc/aggregator.toml check
@@ -250,10 +253,16 @@ def check(ctx: click.Context) -> None:
     cfg = _load(ctx)
     for line in config_mod.describe(cfg):
         click.echo(line)
-    click.echo(f"config ok: {len(cfg.feeds)} feeds, {len(cfg.topics)} topics")
+    notes = checks.warnings(cfg)
+    for note in notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(
+        f"config ok: {len(cfg.feeds)} feeds, {len(cfg.topics)} topics"
+        + (f", {len(notes)} warnings" if notes else "")
+    )
 
 
-def _when(dt: datetime | None, now: datetime) -> str:
+def _when(dt: datetime | None, now: datetime, *, compact: bool = False) -> str:
     if dt is None:
         return "-"
     delta = (dt - now).total_seconds()
@@ -269,15 +278,23 @@ def _when(dt: datetime | None, now: datetime) -> str:
         n = f"{delta / 3600:.1f}h"
     else:
         n = f"{delta / 86400:.1f}d"
+    if compact and suffix == "from now":
+        return f"in {n}"
     return f"{n} {suffix}"
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option(
+    "--wide", is_flag=True, help="Every column, uncut (merges, last read, skipped items)."
+)
 @click.pass_context
 @_errors
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, wide: bool) -> None:
     """One row per feed: last fetch, HTTP status, last error, entries, next poll.
+
+    The table fits 100 columns, cutting long names and errors; --wide shows every
+    column whole, --json everything as data.
 
     \b
     Example:
@@ -291,40 +308,84 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([r.as_json() for r in rows], indent=2, ensure_ascii=False))
         return
-    header = (
-        "FEED",
-        "STATE",
-        "LAST FETCH",
-        "HTTP",
-        "ENTRIES",
-        "MERGED",
-        "LAST READ",
-        "SKIPPED",
-        "NEXT POLL",
-        "WHY",
-        "LAST ERROR",
-    )
-    table = [header]
-    for r in rows:
-        moved = f" (moved to {r.url})" if r.url != r.config_url else ""
-        table.append(
-            (
-                r.feed,
-                r.state,
-                _when(r.last_fetch, now),
-                str(r.status or "-"),
-                str(r.entries),
-                str(r.merged),
-                r.last_read,
-                ", ".join(f"{k}={n}" for k, n in r.skipped.items() if n) or "0",
-                _when(r.next_poll, now) if not r.gone else "never",
-                (r.next_detail or r.next_reason or "-") + moved,
-                (r.last_error or "")[:80],
-            )
-        )
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    for line in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    table = [_status_row(s, now, compact=not wide) for s in rows]
+    columns = STATUS_COLUMNS if wide else STATUS_NARROW
+    header = [c if wide else _NARROW_HEADERS.get(c, c) for c in columns]
+    picked = [header, *([row[c] for c in columns] for row in table)]
+    if not wide:
+        picked = _fit(picked, STATUS_WIDTH)
+    widths = [max(len(r[i]) for r in picked) for i in range(len(columns))]
+    for r in picked:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+#: every column of `status --wide`, in order
+STATUS_COLUMNS = (
+    "FEED",
+    "STATE",
+    "LAST FETCH",
+    "HTTP",
+    "ENTRIES",
+    "MERGED",
+    "LAST READ",
+    "SKIPPED",
+    "NEXT POLL",
+    "WHY",
+    "LAST ERROR",
+)
+#: the columns `status` shows by default, so a row fits STATUS_WIDTH
+STATUS_NARROW = (
+    "FEED",
+    "STATE",
+    "LAST FETCH",
+    "HTTP",
+    "ENTRIES",
+    "NEXT POLL",
+    "WHY",
+    "LAST ERROR",
+)
+#: the width `status` fits its table into (a terminal's classic 80 leaves no room for
+#: the error, and 100 is what a laptop's half-screen window shows)
+STATUS_WIDTH = 100
+#: the most the name and "why" columns take before the error gets the rest
+_FEED_MAX, _WHY_MAX = 20, 16
+_NARROW_HEADERS = {"LAST FETCH": "FETCHED"}
+
+
+def _status_row(r: Any, now: datetime, *, compact: bool = False) -> dict[str, str]:
+    """One `status.FeedRow` as the table's cells, by column."""
+    moved = f" (moved to {r.url})" if r.url != r.config_url else ""
+    return {
+        "FEED": r.feed,
+        "STATE": r.state.split()[0] if compact else r.state,  # "never fetched": "never"
+        "LAST FETCH": _when(r.last_fetch, now),
+        "HTTP": str(r.status or "-"),
+        "ENTRIES": str(r.entries),
+        "MERGED": str(r.merged),
+        "LAST READ": r.last_read,
+        "SKIPPED": ", ".join(f"{k}={n}" for k, n in r.skipped.items() if n) or "0",
+        "NEXT POLL": _when(r.next_poll, now, compact=compact) if not r.gone else "never",
+        "WHY": (r.next_detail or r.next_reason or "-") + moved,
+        "LAST ERROR": r.last_error or "",
+    }
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def _fit(rows: list[list[str]], width: int) -> list[list[str]]:
+    """Cut the name and "why" columns to their caps and the last column (the error) to
+    what is left of `width`; `--wide` shows them whole."""
+    feed, why = 0, len(rows[0]) - 2
+    for r in rows[1:]:
+        r[feed] = _cut(r[feed], _FEED_MAX)
+        r[why] = _cut(r[why], _WHY_MAX)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    room = max(len(rows[0][-1]), width - sum(widths) - 2 * (len(widths)))
+    for r in rows[1:]:
+        r[-1] = _cut(r[-1], room)
+    return rows
 
 
 @cli.command()
@@ -360,7 +421,9 @@ def export(ctx: click.Context, topic: str, fmt: str, limit: int | None) -> None:
 def match(ctx: click.Context, topic: str, entry_url: str | None) -> None:
     """Match text on stdin (or a stored entry) against a topic's query.
 
-    Prints the matched terms; exits 0 on a match and 1 on none, like grep.
+    Prints the words of the text that matched, then each term found and the words
+    it found; on a miss, which required part found nothing and which NOT excluded
+    the text. Exits 0 on a match and 1 on none, like grep.
 
     \b
     Example:
@@ -378,19 +441,24 @@ def match(ctx: click.Context, topic: str, entry_url: str | None) -> None:
             click.echo(f"error: no stored entry with link {entry_url}", err=True)
             sys.exit(1)
         feed, title, text, language = found
-        doc = topics.document(title, text, language)
-        terms = matcher.matches(feed, doc)
-        if terms is None and t.feeds is not None and feed not in t.feeds:
+        if t.feeds is not None and feed not in t.feeds:
             click.echo(f"no match: feed {feed!r} is not in topic {t.slug!r}")
             sys.exit(1)
+        doc = topics.document(title, text, language)
     else:
-        text = sys.stdin.read()
-        doc = topics.document("", text)
-        terms = matcher.query.matches(doc)
+        doc = topics.document("", sys.stdin.read())
+    terms = matcher.query.matches(doc)
+    if t.query is None:
+        click.echo("match: (topic has no query: every entry)")
+        return
     if terms is None:
-        click.echo("no match")
+        click.echo(f"no match for {t.query}")
+    else:
+        click.echo("match: " + ", ".join(terms))
+    for line in matcher.query.explain(doc).lines():
+        click.echo(f"  {line}")
+    if terms is None:
         sys.exit(1)
-    click.echo("match: " + (", ".join(terms) if terms else "(topic has no query: every entry)"))
 
 
 @cli.group("opml")
@@ -456,6 +524,28 @@ def main() -> None:
     """Console-script entry point."""
     try:
         cli(obj={})
+    except BrokenPipeError:
+        sys.exit(1)
     except StorageError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    finally:
+        _flush_stdout()
+
+
+def _flush_stdout() -> None:
+    """`aggregator status | head`: when the reader has gone, end without a word.
+
+    click already exits 1 on EPIPE, but what is left in stdout's buffer would fail
+    again when Python flushes it at exit ("Exception ignored ... BrokenPipeError").
+    As the Python docs advise (signal module, "Note on SIGPIPE"), stdout is pointed
+    at devnull instead; the exit status stays 1, as Python's own on EPIPE.
+    """
+    try:
+        sys.stdout.flush()
+        if sys.__stdout__ is not None:
+            sys.__stdout__.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+        os.close(devnull)

@@ -14,23 +14,35 @@ the process exits 0. systemd is told READY/WATCHDOG/STOPPING.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import pickle
 import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
 
 import sdnotify
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from aggregator.config import Config, FeedConfig, format_duration
+from aggregator import config as config_mod
+from aggregator import reload as reloading
+from aggregator.config import Config, FeedConfig, checks, format_duration
+from aggregator.config.validate import host_port
+from aggregator.errors import AggregatorError, ConfigError
 from aggregator.ingest import pipeline as poll
 from aggregator.ingest import schedule
+from aggregator.ingest.http import fetch, limiter
+from aggregator.ingest.prepare import compile_topics
 from aggregator.match import dedupe
 from aggregator.models import PollResult
 from aggregator.publish import cache as publish
@@ -45,6 +57,9 @@ log = logging.getLogger(__name__)
 #: nothing that SQLite's atomic commit would not roll back whole, so it is abandoned
 #: (and simply redone after the restart) rather than delaying the stop.
 STOP_GRACE_SECONDS = 2.0
+#: a reload waits at most this many `[polling] timeout`s for polls that started on
+#: the old topics (a fetch's whole deadline is a few timeouts)
+RELOAD_DRAIN_TIMEOUTS = 4
 #: a feed whose host already has `per_host` requests in flight tries again after
 #: this (times a jitter), so twenty feeds of one slow outlet cannot occupy every
 #: worker thread while other outlets' polls queue behind them
@@ -114,10 +129,24 @@ class Daemon:
         self._feeds = {f.name: f for f in config.feeds}
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
+        #: polls in flight per config generation (a reload starts the next one)
+        self._generation = 0
+        self._by_generation: dict[int, int] = {}
         self._last_alive = time.monotonic()
-        self.server: Server | None = (
-            make_server(self.app, config.server.host, config.server.port) if serve else None
-        )
+        self.server: Server | None = self._listen(config) if serve else None
+
+    def _listen(self, config: Config) -> Server:
+        host, port = config.server.host, config.server.port
+        try:
+            return make_server(self._wsgi, host, port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise AggregatorError(
+                f"cannot listen on {host_port(host, port)}: address already in use. "
+                f"Is another aggregator (or another server) running on port {port}? "
+                f"Stop it, or set another [server] port in {config.path}"
+            ) from None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -133,13 +162,7 @@ class Daemon:
         if self.poll_feeds:
             now = datetime.now(UTC)
             for feed in self.config.feeds:
-                state = db.feed_state(feed.name)
-                policy = schedule.Policy.for_feed(feed, self.config.polling)
-                delay = schedule.initial_delay(state, policy, now, self.rng)
-                if delay is None:
-                    log.info("feed=%s status=gone (not scheduled)", feed.name)
-                    continue
-                self._schedule(feed, now + delay)
+                self._schedule_first(feed, db, now)
             self.scheduler.add_job(
                 self._prune,
                 "interval",
@@ -152,9 +175,118 @@ class Daemon:
             threading.Thread(target=self._serve, name="http", daemon=True).start()
         threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         self.notifier.notify("READY=1")
+        feeds, topics = len(self.config.feeds), len(self.config.topics)
+        polling = f"polling {feeds} feeds" if self.poll_feeds else f"{feeds} feeds, not polling"
         if self.server is not None:
             host, port = self.address
-            log.info("serving on http://%s:%s/", host, port)
+            log.info(
+                "serving on http://%s/ (%s, %d topics; config %s)",
+                host_port(host, port),
+                polling,
+                topics,
+                self.config.path,
+            )
+        else:
+            log.info("%s, %d topics; config %s", polling, topics, self.config.path)
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        # The app of the current config: a reload swaps `self.app` whole, and a request
+        # already in flight finishes on the one it started with.
+        return self.app(environ, start_response)
+
+    def _schedule_first(self, feed: FeedConfig, db: store.Store, now: datetime) -> None:
+        """Schedule a feed's first poll of this run, as start-up does."""
+        state = db.feed_state(feed.name)
+        policy = schedule.Policy.for_feed(feed, self.config.polling)
+        delay = schedule.initial_delay(state, policy, now, self.rng)
+        if delay is None:
+            log.info("feed=%s status=gone (not scheduled)", feed.name)
+            return
+        self._schedule(feed, now + delay)
+
+    def reload(self) -> reloading.Changes | None:
+        """Re-read the config file and apply what can change live; on a bad file, log
+        it and go on with the running config. Runs in the main thread, never in the
+        signal handler. Returns the changes applied, None when the file was refused."""
+        path = self.config.path
+        try:
+            new = config_mod.load(path)
+        except ConfigError as exc:
+            log.error("config reload failed, going on with the running config: %s", exc)
+            return None
+        for warning in checks.warnings(new):
+            log.warning("config %s: %s", path, warning)
+        changes = reloading.compare(self.config, new)
+        if not changes.any:
+            log.info("config reloaded: no changes")
+            return changes
+        effective = reloading.effective(self.config, new)
+        old_feeds = self._feeds
+        # Polls started from here on use the new topics; the stored side is evaluated
+        # once the polls that may still carry the old ones have written.
+        self._apply_to_poller(effective)
+        self._drain_generation()
+        db = store.for_thread(effective.database.path)
+        poll.sync(effective, db)
+        self.app = web.create_app(effective)
+        self.cache = self.app.extensions["topic_cache"]
+        self.poller.on_change[:] = [self.cache.invalidate, self._export]
+        self.config = effective
+        self._feeds = {f.name: f for f in effective.feeds}
+        if self.poll_feeds and self.scheduler.running:
+            self._reschedule(changes, old_feeds, db)
+        self._export()
+        log.info("config reloaded: %s", changes.summary())
+        return changes
+
+    def _apply_to_poller(self, config: Config) -> None:
+        poller = self.poller
+        matchers = compile_topics(config)
+        poller.matchers = matchers
+        poller.matchers_blob = pickle.dumps(matchers)
+        poller.session.headers["User-Agent"] = fetch.user_agent(config.polling.contact)
+        if config.polling.per_host != poller.limiter.per_host:
+            # polls holding a slot release it on the limiter they took it from
+            poller.limiter = limiter.HostLimiter(config.polling.per_host)
+        poller.host = urlsplit(config.server.base_url).hostname or "localhost"
+        poller.config = config
+        with self._in_flight_lock:
+            self._generation += 1
+
+    def _drain_generation(self) -> None:
+        """Wait for polls of earlier generations to finish (bounded by a whole fetch's
+        deadline), so that none stores entries matched against the old topics after
+        `sync` has evaluated the stored ones."""
+        deadline = (
+            time.monotonic() + RELOAD_DRAIN_TIMEOUTS * self.config.polling.timeout.total_seconds()
+        )
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            with self._in_flight_lock:
+                older = sum(n for g, n in self._by_generation.items() if g < self._generation)
+            if not older:
+                return
+            time.sleep(0.05)
+
+    def _reschedule(
+        self, changes: reloading.Changes, old_feeds: dict[str, FeedConfig], db: store.Store
+    ) -> None:
+        now = datetime.now(UTC)
+        for name in changes.feeds_removed:
+            try:
+                self.scheduler.remove_job(f"feed:{name}")
+            except JobLookupError:
+                pass  # gone, or never scheduled
+        for name in (*changes.feeds_added, *changes.feeds_changed):
+            feed = self._feeds[name]
+            old = old_feeds.get(name)
+            if old is not None and old.url != feed.url:
+                # a different feed now (sync reset its state): poll it soon
+                self._schedule(
+                    feed,
+                    now + min(schedule.NEW_FEED_SPREAD, timedelta(seconds=2)) * self.rng.random(),
+                )
+            else:
+                self._schedule_first(feed, db, now)
 
     def _serve(self) -> None:
         assert self.server is not None
@@ -177,6 +309,8 @@ class Daemon:
         deferred = False
         with self._in_flight_lock:
             self._in_flight += 1
+            generation = self._generation
+            self._by_generation[generation] = self._by_generation.get(generation, 0) + 1
         try:
             if self._host_busy(feed):
                 deferred = True
@@ -190,7 +324,13 @@ class Daemon:
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
+                self._by_generation[generation] -= 1
         if self.stopping.is_set():
+            return
+        # A reload may have changed or removed the feed while it was polled: go on
+        # with what the config says now (the reload scheduled a changed feed itself).
+        current = self._feeds.get(feed.name)
+        if current is None or current != feed:
             return
         if deferred:
             self._schedule(feed, datetime.now(UTC) + self._host_busy_delay())
@@ -291,18 +431,32 @@ class Daemon:
 
 def run(config: Config, *, serve: bool = True, poll_feeds: bool = True) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
+    for note in checks.warnings(config):
+        log.warning("config %s: %s", config.path, note)
     daemon = Daemon(config, serve=serve, poll_feeds=poll_feeds)
     stop = threading.Event()
+    reload_wanted = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        # Only a flag: reading and applying the config happens in the loop below.
+        reload_wanted.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     daemon.start()
     while not stop.wait(0.2):
-        pass
+        if reload_wanted.is_set():
+            reload_wanted.clear()
+            log.info("received SIGHUP, reading %s again", daemon.config.path)
+            try:
+                daemon.reload()
+            except Exception:  # a bug in applying it must not take the daemon down
+                log.exception("config reload failed, going on with the running config")
     daemon.stop()
     log.info("stopped")
     logging.shutdown()

@@ -13,6 +13,8 @@ zero-width joiners, soft hyphens and direction marks removed.
 
 Words (`words`): runs of letters, digits and combining marks, so that Devanagari
 vowel signs and Urdu harakat never split a word; punctuation and "_" split words.
+In scripts written without spaces (`unspaced`: Chinese, Japanese, Thai) a run is a
+phrase or a sentence; topic matching looks for its terms inside the runs.
 
 Stems (`keys`): each word is stemmed by its script and the feed's language. Latin
 script uses the feed's language when Snowball knows it, else English; Cyrillic uses
@@ -158,6 +160,21 @@ def words(folded: str) -> list[str]:
     if "_" in folded:
         folded = folded.replace("_", " ")
     return (_ASCII_WORD if folded.isascii() else _WORD).findall(folded)
+
+
+#: scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Kana,
+#: CJK ideographs (with their extensions and compatibility forms), halfwidth Kana
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]"
+)
+
+
+def unspaced(word: str) -> bool:
+    """True for a word of a script written without spaces (Chinese, Japanese, Thai,
+    ...): its "words" are whole phrases or sentences, so a term in it can only be
+    found inside them."""
+    return not word.isascii() and _UNSPACED.search(word) is not None
 
 
 # --- stemming --------------------------------------------------------------

@@ -563,6 +563,8 @@ def test_atom_follows_the_validator_rules(live: Live, slug: str) -> None:
         ]
         assert len(alternates) == 1
         assert entry.findtext(f"{ATOM}source/{ATOM}title") in outlet_titles()
+        # the W3C validator warns on a <source> without <updated> (RFC 4287 4.2.11)
+        assert entry.findtext(f"{ATOM}source/{ATOM}updated") == entry.findtext(f"{ATOM}updated")
     ids = [e.findtext(f"{ATOM}id") for e in entries]
     assert len(set(ids)) == len(ids)
 

@@ -287,7 +287,7 @@ def test_304s_write_no_entries(mixed: MixedRun) -> None:
 def test_status_shows_next_poll_and_why(mixed: MixedRun) -> None:
     runner = CliRunner()
     args = ["--config", str(mixed.cfg.path), "status"]
-    table = runner.invoke(cli.cli, args)
+    table = runner.invoke(cli.cli, [*args, "--wide"])
     assert table.exit_code == 0, table.output
     lines = {line.split()[0]: line for line in table.output.splitlines()[1:]}
     assert "never" in lines["gone"] and "410 Gone" in lines["gone"]

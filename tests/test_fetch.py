@@ -223,9 +223,12 @@ def test_host_key(url: str, key: str) -> None:
     assert limiter.host_key(url) == key
 
 
-def test_user_agent_names_the_project() -> None:
-    assert fetch.USER_AGENT.startswith(f"aggregator/{__version__} ")
-    assert "github.com/" in fetch.USER_AGENT
+def test_user_agent_names_the_software_and_the_operator_contact() -> None:
+    assert fetch.USER_AGENT == f"aggregator/{__version__}"
+    assert fetch.user_agent(None) == fetch.USER_AGENT
+    assert fetch.user_agent("ops@example.org") == f"aggregator/{__version__} (+ops@example.org)"
+    # no address the project does not own
+    assert "github.com" not in fetch.user_agent("https://example.org/about")
 
 
 # -- 200 and 304 -------------------------------------------------------------------------------

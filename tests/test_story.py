@@ -302,7 +302,7 @@ def test_every_item_read_is_stored_merged_or_skipped_with_its_reason(tmp_path: P
         # the totals keep what earlier polls skipped
         assert status["skipped"] == {"no_content": 1, "over_max_entries": 1, "repeated_guid": 2}
 
-    table = aggregator("status", cwd=tmp_path)
+    table = aggregator("status", "--wide", cwd=tmp_path)
     assert table.returncode == 0
     assert "10: 1 new, 1 updated, 8 unchanged" in table.stdout
     assert "no_content=1, over_max_entries=1, repeated_guid=2" in table.stdout

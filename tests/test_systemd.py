@@ -69,6 +69,8 @@ def test_unit_is_notify_and_hardened() -> None:
     assert s["ExecStart"][0].startswith(EXEC_START + " ")
     assert s["ExecStart"][0].endswith(" run")
     assert s["WatchdogSec"] and s["KillSignal"] == ["SIGTERM"]
+    # `systemctl reload` re-reads the config (SIGHUP) instead of failing
+    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert s["DynamicUser"] == ["yes"] and s["StateDirectory"] == ["aggregator"]
     for key, value in {
         "ProtectSystem": "strict",
@@ -246,4 +248,9 @@ def test_daemon_notifies_systemd_and_logs_json(
     fields = dict(kv.split("=", 1) for kv in poll_lines[0]["message"].split() if "=" in kv)
     assert fields["status"] == "ok" and fields["new"] == "1"
     assert {"http", "merged", "seconds"} <= set(fields)
+    # the same fields as JSON fields, typed, for log shippers
+    record = poll_lines[0]
+    assert (record["event"], record["feed"], record["status"]) == ("poll", "dawn", "ok")
+    assert (record["http"], record["read"], record["new"], record["skipped"]) == (200, 1, 1, 0)
+    assert isinstance(record["seconds"], float)
     assert any(r["message"].startswith("serving on http://127.0.0.1:") for r in records)

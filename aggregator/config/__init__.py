@@ -123,6 +123,9 @@ def describe(config: Config) -> list[str]:
         f"{polling.per_host} per host, {polling.max_entries} entries per poll, "
         f"{polling.parse_processes} parse processes"
     )
+    from aggregator.ingest.http.fetch import user_agent  # urllib3: for `check` only
+
+    lines.append(f"user-agent: {user_agent(polling.contact)}")
     lines.append(f"dedupe: stories joined within {format_duration(config.dedupe.window)}")
     for name, terms in config.aliases.items():
         lines.append(f"alias @{name}: {', '.join(terms)}")

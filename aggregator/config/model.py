@@ -98,6 +98,8 @@ class PollingConfig:
     max_entries: int = setting("integer", 1000, low=1, high=1_000_000)
     #: processes that parse feeds and prepare their entries (0: in the poll threads)
     parse_processes: int = setting("integer", factory=default_parse_processes, low=0, high=64)
+    #: the operator's URL or e-mail address, sent in the User-Agent; None: not sent
+    contact: str | None = setting("contact", None)
 
 
 @dataclass(frozen=True, slots=True)

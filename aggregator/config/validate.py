@@ -40,6 +40,8 @@ _MISSING: Any = object()
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 _ALIAS = re.compile(r"[a-z0-9_-]+")
 _TOP = tuple(model.SECTIONS)
+#: a contact is one header token; a longer one is a mistake (a pasted paragraph)
+CONTACT_MAX = 200
 
 
 def parse(text: str, path: Path) -> Config:
@@ -225,6 +227,8 @@ class _Reader:
                 self.fail(at, exc.problem)
         if kind == "feed_names":
             return self.feed_list(value, at)
+        if kind == "contact":
+            return self.contact(value, at)
         raise AssertionError(f"unknown setting kind {kind!r} for {f.name}")
 
     # ---- what spans keys
@@ -345,6 +349,29 @@ class _Reader:
             self.fail(at, f"topic '{slug}': {exc.message}{pos}")
         except RecursionError:
             self.fail(at, f"topic '{slug}': query nested too deeply")
+
+    def contact(self, value: Any, at: Where) -> str:
+        """A URL or an e-mail address that goes into the User-Agent header as is."""
+        if not isinstance(value, str):
+            self.fail(at, f"expected a string (a URL or an e-mail address), got {show(value)}")
+        value = value.strip()
+        if not value:
+            self.fail(at, "must not be empty (leave it out to send no contact)")
+        if len(value) > CONTACT_MAX:
+            self.fail(at, f"at most {CONTACT_MAX} characters, got {len(value)}")
+        if not value.isascii() or any(not ch.isprintable() or ch in " ()\\" for ch in value):
+            self.fail(
+                at,
+                "a URL or an e-mail address in ASCII, without spaces, parentheses or "
+                f"backslashes (it is sent in the User-Agent header), got {show(value)}",
+            )
+        if "://" in value:
+            problem = url_problem(value, allow_file=False)
+            if problem:
+                self.fail(at, problem)
+        elif not re.fullmatch(r"(mailto:)?[^@]+@[^@]+\.[^@]+", value):
+            self.fail(at, f"expected an http(s) URL or an e-mail address, got {show(value)}")
+        return str(value)
 
     def feed_list(self, value: Any, at: Where) -> tuple[str, ...]:
         if not isinstance(value, list):

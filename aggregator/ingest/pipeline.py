@@ -29,6 +29,7 @@ from aggregator.ingest.http import fetch, limiter
 from aggregator.ingest.memory import tune_malloc
 from aggregator.ingest.prepare import TopicMatcher, compile_topics
 from aggregator.ingest.workers import ParsePool
+from aggregator.logs import poll_fields
 from aggregator.match import dedupe, topics
 from aggregator.match.termstats import TermStats, Transaction
 from aggregator.models import FeedState, FeedUpdate, Fetched, ParsedFeed, PollResult
@@ -68,7 +69,7 @@ class Poller:
     def __post_init__(self) -> None:
         tune_malloc()
         polling = self.config.polling
-        self.session = fetch.make_session(polling.concurrency)
+        self.session = fetch.make_session(polling.concurrency, contact=polling.contact)
         self.limiter = limiter.HostLimiter(polling.per_host)
         self.matchers = compile_topics(self.config)
         self.writer = GroupWriter(
@@ -420,9 +421,9 @@ def _result(
         next_reason=decision.reason,
     )
     if failure is not None:
-        log.warning(_log_line(result))
+        log.warning(_log_line(result), extra=poll_fields(result))
     else:
-        log.info(_log_line(result))
+        log.info(_log_line(result), extra=poll_fields(result))
     return result
 
 

@@ -43,10 +43,16 @@ Aliases (``[aliases]`` in the config) are lists of terms. Each entry is one term
 a multi-word entry (``"Imran Khan"``) is a phrase of stemmed words, an entry in
 double quotes matches exactly, and an entry ending in ``*`` is a prefix.
 
-`Query.matches` reports the terms that made the entry match, as written in the
-query (``pakistan``, ``Imran Khan`` without its quotes, ``pak*``) or, for an
-alias, as written in the alias entry (``Пакистан``), deduplicated and in query
-order; terms under NOT are never reported.
+Scripts written without spaces between words (Chinese, Japanese, Thai, Lao,
+Khmer, Myanmar) have no word boundaries to match on: a term in them matches as a
+substring of the text's folded word runs, so ``巴基斯坦`` matches inside
+``巴基斯坦和俄罗斯签署协议``. Quoting or ``*`` changes nothing for such a term.
+
+`Query.matches` reports the words of the text that made the entry match, as the
+text writes them (``Pakistani`` for ``pak*``, ``Пакистана`` for ``Пакистан``,
+``Imran Khan`` for a phrase), in query order and then text order, each word once
+(compared folded); words under NOT are never reported. `Query.explain` says why
+an entry matched or not, term by term.
 """
 
 from __future__ import annotations
@@ -57,11 +63,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from aggregator.errors import QueryError
-from aggregator.text import SCRIPT_LANGS, SCRIPTS, fold, language_code, stem, stemmer_for, words
+from aggregator.text import (
+    SCRIPT_LANGS,
+    SCRIPTS,
+    fold,
+    language_code,
+    stem,
+    stemmer_for,
+    unspaced,
+    words,
+)
 from aggregator.text import keys as word_keys
 from aggregator.text import script as script_of
 
-__all__ = ["Document", "Query", "compile", "document", "term_keys"]
+__all__ = ["Document", "Explanation", "Query", "advice", "compile", "document", "term_keys"]
 
 
 def _term_keys(word: str) -> dict[str, tuple[str, ...]]:
@@ -103,9 +118,17 @@ class Document:
         "_word_positions",
         "_key_positions",
         "_sorted_words",
+        "_raw",
+        "_surface",
     )
 
-    def __init__(self, words: Sequence[str], keys: Sequence[str], language: str | None) -> None:
+    def __init__(
+        self,
+        words: Sequence[str],
+        keys: Sequence[str],
+        language: str | None,
+        raw: tuple[str, ...] = (),
+    ) -> None:
         #: folded words in order; "" marks the gap between title and text
         self.words: tuple[str, ...] = tuple(words)
         #: "<lang>:<stem>" per word, aligned with `words`
@@ -117,6 +140,39 @@ class Document:
         self._word_positions: dict[str, list[int]] | None = None
         self._key_positions: dict[str, list[int]] | None = None
         self._sorted_words: list[str] | None = None
+        #: the title and text as the feed wrote them, for `surface`
+        self._raw = raw
+        self._surface: dict[str, str] | None = None
+
+    def surface(self, folded: str) -> str:
+        """A folded word as the text writes it (``pakistani`` -> ``Pakistani``): the
+        first raw word that folds to it, or the folded word when folding joined or
+        split words (a ZWNJ inside an Urdu word).
+
+        Only matched words are looked up, so each is searched for case-insensitively
+        in the raw text first; folding every word of the text is the fallback (Latin
+        diacritics, Arabic letter variants), built once per document.
+        """
+        if self._surface is None:
+            self._surface = {}
+        shown = self._surface.get(folded)
+        if shown is not None:
+            return shown
+        pattern = re.compile(rf"(?<!\w){re.escape(folded)}(?!\w)", re.IGNORECASE)
+        for part in self._raw:
+            found = pattern.search(part)
+            if found is not None and fold(found.group()) == folded:
+                shown = found.group()
+                break
+        else:
+            if "" not in self._surface:  # "": every word of the text is in already
+                for part in self._raw:
+                    for w in words(part):
+                        self._surface.setdefault(fold(w), w)
+                self._surface[""] = ""
+            shown = self._surface.get(folded, folded)
+        self._surface[folded] = shown
+        return shown
 
     def word_positions(self) -> dict[str, list[int]]:
         """Positions of each folded word; built on the first phrase that needs it."""
@@ -159,18 +215,28 @@ def document(title: str, text: str, language: str | None = None) -> Document:
     ws = words(fold(title))
     ws.append("")
     ws.extend(words(fold(text)))
-    return Document(ws, word_keys(ws, lang), lang)
+    return Document(ws, word_keys(ws, lang), lang, (title, text))
 
 
 # --- the compiled query ----------------------------------------------------
 
 
+#: (the term as written in the query, the folded words of the text it matched)
+Found = tuple[str, tuple[str, ...]]
+
+
 class _Node:
+    #: the node as written in the query (for explanations)
+    text: str = ""
+
     def test(self, doc: Document) -> bool:
         raise NotImplementedError
 
-    def collect(self, doc: Document, out: list[str]) -> None:
-        """Append the labels of matching leaves that made this (true) node true."""
+    def collect(self, doc: Document, out: list[Found]) -> None:
+        """Append the matching leaves that made this (true) node true."""
+        raise NotImplementedError
+
+    def leaves(self) -> Iterable[_Leaf]:
         raise NotImplementedError
 
 
@@ -241,7 +307,24 @@ class _Prefix:
         return found
 
 
-_Part = _Stem | _Exact | _Prefix
+class _Infix:
+    """A word of a script written without spaces: found inside the text's word runs."""
+
+    __slots__ = ("sub",)
+
+    def __init__(self, sub: str) -> None:
+        self.sub = sub
+
+    def present(self, doc: Document) -> bool:
+        sub = self.sub
+        return any(sub in w for w in doc.word_set)
+
+    def positions(self, doc: Document) -> set[int]:
+        wp = doc.word_positions()
+        return {i for w, at in wp.items() if self.sub in w for i in at}
+
+
+_Part = _Stem | _Exact | _Prefix | _Infix
 
 
 class _Leaf(_Node):
@@ -266,8 +349,45 @@ class _Leaf(_Node):
                 return False
         return True
 
-    def collect(self, doc: Document, out: list[str]) -> None:
-        out.append(self.label)
+    def starts(self, doc: Document) -> list[int]:
+        """Where the term starts in the document's words, in text order."""
+        parts = self.parts
+        starts = parts[0].positions(doc)
+        for offset, part in enumerate(parts[1:], 1):
+            starts &= {p - offset for p in part.positions(doc)}
+        return sorted(starts)
+
+    def found(self, doc: Document) -> tuple[str, ...]:
+        """The folded words (a phrase's joined by spaces) the term matched, in text
+        order, each once; a term of an unspaced script is its own match."""
+        ws = doc.words
+        if len(self.parts) == 1:  # most terms: no positions needed
+            part = self.parts[0]
+            if isinstance(part, _Exact):
+                return (part.word,)
+            if isinstance(part, _Infix):
+                return (part.sub,)
+            if isinstance(part, _Stem):
+                keys = set(part.keys_for(doc.language))
+                return tuple(
+                    dict.fromkeys(w for w, k in zip(ws, doc.keys, strict=True) if k in keys)
+                )
+            wanted = set(doc.words_with_prefix(part.prefix))
+            return tuple(dict.fromkeys(w for w in ws if w in wanted))
+        out: dict[str, None] = {}
+        for start in self.starts(doc):
+            shown = [
+                part.sub if isinstance(part, _Infix) else ws[start + i]
+                for i, part in enumerate(self.parts)
+            ]
+            out[" ".join(shown)] = None
+        return tuple(out)
+
+    def collect(self, doc: Document, out: list[Found]) -> None:
+        out.append((self.label, self.found(doc)))
+
+    def leaves(self) -> Iterable[_Leaf]:
+        yield self
 
     def __repr__(self) -> str:
         return f"Term({self.label!r})"
@@ -281,10 +401,11 @@ class _Any(_Node):
     which is what makes a 14-entry alias cost about as much as one term.
     """
 
-    __slots__ = ("children", "_stems", "_exact", "_rest", "_by_language")
+    __slots__ = ("children", "text", "_stems", "_exact", "_rest", "_by_language")
 
-    def __init__(self, children: Sequence[_Node]) -> None:
+    def __init__(self, children: Sequence[_Node], text: str = "") -> None:
         self.children = tuple(children)
+        self.text = text
         self._stems: list[_Stem] = []
         exact: set[str] = set()
         rest: list[_Node] = []
@@ -312,20 +433,25 @@ class _Any(_Node):
                 return True
         return False
 
-    def collect(self, doc: Document, out: list[str]) -> None:
+    def collect(self, doc: Document, out: list[Found]) -> None:
         for child in self.children:
             if child.test(doc):
                 child.collect(doc, out)
+
+    def leaves(self) -> Iterable[_Leaf]:
+        for child in self.children:
+            yield from child.leaves()
 
     def __repr__(self) -> str:
         return f"Or{self.children!r}"
 
 
 class _All(_Node):
-    __slots__ = ("children",)
+    __slots__ = ("children", "text")
 
-    def __init__(self, children: Sequence[_Node]) -> None:
+    def __init__(self, children: Sequence[_Node], text: str = "") -> None:
         self.children = tuple(children)
+        self.text = text
 
     def test(self, doc: Document) -> bool:
         for child in self.children:
@@ -333,26 +459,34 @@ class _All(_Node):
                 return False
         return True
 
-    def collect(self, doc: Document, out: list[str]) -> None:
+    def collect(self, doc: Document, out: list[Found]) -> None:
         for child in self.children:
             child.collect(doc, out)
+
+    def leaves(self) -> Iterable[_Leaf]:
+        for child in self.children:
+            yield from child.leaves()
 
     def __repr__(self) -> str:
         return f"And{self.children!r}"
 
 
 class _Not(_Node):
-    __slots__ = ("child",)
+    __slots__ = ("child", "text")
 
-    def __init__(self, child: _Node) -> None:
+    def __init__(self, child: _Node, text: str = "") -> None:
         self.child = child
+        self.text = text
 
     def test(self, doc: Document) -> bool:
         return not self.child.test(doc)
 
-    def collect(self, doc: Document, out: list[str]) -> None:
+    def collect(self, doc: Document, out: list[Found]) -> None:
         # An absent word is not a reason worth reporting.
         return
+
+    def leaves(self) -> Iterable[_Leaf]:
+        yield from self.child.leaves()
 
     def __repr__(self) -> str:
         return f"Not({self.child!r})"
@@ -369,21 +503,89 @@ class Query:
     _root: _Node | None
 
     def matches(self, doc: Document) -> tuple[str, ...] | None:
-        """The terms that matched (see the module docstring), or None for no match.
+        """The words of the text that matched, as it writes them (see the module
+        docstring), or None for no match.
 
-        A topic with no query matches everything with no terms: ``()``.
+        A topic with no query matches everything with no words: ``()``.
         """
         root = self._root
         if root is None:
             return ()
         if not root.test(doc):
             return None
-        labels: list[str] = []
-        root.collect(doc, labels)
-        return tuple(dict.fromkeys(labels))
+        found: list[Found] = []
+        root.collect(doc, found)
+        return _shown(doc, (w for _, ws in found for w in ws))
+
+    def explain(self, doc: Document) -> Explanation:
+        """Why `doc` matches or not: each term found in it with the words it found
+        (also on a miss, and under NOT), the required parts that found nothing and
+        the NOTs that excluded it."""
+        root = self._root
+        if root is None:
+            return Explanation(True, (), (), ())
+        found = tuple(
+            (leaf.label, _shown(doc, leaf.found(doc)))
+            for leaf in dict.fromkeys(root.leaves())
+            if leaf.test(doc)
+        )
+        if root.test(doc):
+            return Explanation(True, found, (), ())
+        missing: list[str] = []
+        excluded: list[tuple[str, tuple[str, ...]]] = []
+        _why_not(doc, root, missing, excluded)
+        return Explanation(False, found, tuple(missing), tuple(excluded))
 
     def __repr__(self) -> str:
         return f"Query({self.source!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """`Query.explain`: what an entry has of a topic's query."""
+
+    matched: bool
+    #: every term the text holds (in query order), with the words it found there
+    found: tuple[tuple[str, tuple[str, ...]], ...]
+    #: on a miss: the required parts of the query, as written, that found nothing
+    missing: tuple[str, ...]
+    #: on a miss: the NOT parts that excluded the text, with the words they found
+    excluded: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def lines(self) -> list[str]:
+        """For `aggregator match`: the verdict's reasons, one per line."""
+        out = [f"not found: {part}" for part in self.missing]
+        out += [f"excluded by {part}: found {', '.join(ws)}" for part, ws in self.excluded]
+        out += [f"found {label}: {', '.join(ws)}" for label, ws in self.found]
+        return out
+
+
+def _shown(doc: Document, folded: Iterable[str]) -> tuple[str, ...]:
+    """Folded words as the text writes them, each once."""
+    out: dict[str, str] = {}
+    for w in folded:
+        if w not in out:
+            out[w] = " ".join(doc.surface(part) for part in w.split(" "))
+    return tuple(out.values())
+
+
+def _why_not(
+    doc: Document,
+    node: _Node,
+    missing: list[str],
+    excluded: list[tuple[str, tuple[str, ...]]],
+) -> None:
+    """The reasons a false node is false: the false parts of an AND, one by one."""
+    if isinstance(node, _All):
+        for child in node.children:
+            if not child.test(doc):
+                _why_not(doc, child, missing, excluded)
+    elif isinstance(node, _Not):
+        found: list[Found] = []
+        node.child.collect(doc, found)
+        excluded.append((node.text, _shown(doc, (w for _, ws in found for w in ws))))
+    else:
+        missing.append(node.text if not isinstance(node, _Leaf) else node.label)
 
 
 # --- parsing ---------------------------------------------------------------
@@ -394,6 +596,7 @@ class _Token:
     kind: str  # "(", ")", "AND", "OR", "NOT", "word", "phrase", "alias", "end"
     text: str  # the word, the phrase inside its quotes, or the alias name
     pos: int
+    end: int = 0  # where it ends in the query
 
 
 _OPERATORS = {"AND", "OR", "NOT"}
@@ -410,7 +613,7 @@ def _lex(source: str) -> list[_Token]:
         if ch.isspace():
             i += 1
         elif ch in "()":
-            tokens.append(_Token(ch, ch, i))
+            tokens.append(_Token(ch, ch, i, i + 1))
             i += 1
         elif ch == '"':
             end = source.find('"', i + 1)
@@ -418,7 +621,7 @@ def _lex(source: str) -> list[_Token]:
                 raise QueryError("unterminated quote", i)
             if not source[i + 1 : end].strip():
                 raise QueryError("empty quotes", i)
-            tokens.append(_Token("phrase", source[i + 1 : end], i))
+            tokens.append(_Token("phrase", source[i + 1 : end], i, end + 1))
             i = end + 1
         else:
             j = i
@@ -426,12 +629,12 @@ def _lex(source: str) -> list[_Token]:
                 j += 1
             text = source[i:j]
             if text in _OPERATORS:
-                tokens.append(_Token(text, text, i))
+                tokens.append(_Token(text, text, i, j))
             elif text.startswith("@"):
                 name = text[1:]
                 if not _ALIAS_NAME.fullmatch(name):
                     raise QueryError(f"bad alias name {text!r}", i)
-                tokens.append(_Token("alias", name, i))
+                tokens.append(_Token("alias", name, i, j))
             else:
                 if text.startswith("-") and len(text) > 1:
                     raise QueryError(f"'-' is not an operator; write NOT {text[1:]}", i)
@@ -440,9 +643,9 @@ def _lex(source: str) -> list[_Token]:
                     raise QueryError("'*' needs a word before it", i)
                 if 0 < star < len(text) - 1:
                     raise QueryError("'*' may only end a word", i + star)
-                tokens.append(_Token("word", text, i))
+                tokens.append(_Token("word", text, i, j))
             i = j
-    tokens.append(_Token("end", "", n))
+    tokens.append(_Token("end", "", n, n))
     return tokens
 
 
@@ -451,6 +654,7 @@ class _Parser:
     not := NOT not | primary; primary := term | "(" or ")"."""
 
     def __init__(self, source: str, aliases: Mapping[str, Sequence[str]]) -> None:
+        self.source = source
         self.tokens = _lex(source)
         self.i = 0
         self.aliases = {name.casefold(): entries for name, entries in aliases.items()}
@@ -474,14 +678,20 @@ class _Parser:
             raise QueryError(f"unexpected {token.text!r}", token.pos)
         return node
 
+    def since(self, first: int) -> str:
+        """The query's text from token `first` to the last one taken."""
+        return self.source[self.tokens[first].pos : self.tokens[self.i - 1].end]
+
     def parse_or(self) -> _Node:
+        first = self.i
         children = [self.parse_and()]
         while self.peek().kind == "OR":
             self.take()
             children.append(self.parse_and())
-        return children[0] if len(children) == 1 else _Any(children)
+        return children[0] if len(children) == 1 else _Any(children, self.since(first))
 
     def parse_and(self) -> _Node:
+        first = self.i
         children = [self.parse_not()]
         while True:
             kind = self.peek().kind
@@ -490,16 +700,17 @@ class _Parser:
             elif kind not in ("word", "phrase", "alias", "(", "NOT"):
                 break
             children.append(self.parse_not())
-        return children[0] if len(children) == 1 else _All(children)
+        return children[0] if len(children) == 1 else _All(children, self.since(first))
 
     def parse_not(self) -> _Node:
+        first = self.i
         negations = 0
         while self.peek().kind == "NOT":
             self.take()
             negations += 1
         node = self.parse_primary()
         # NOT NOT x is x; a loop, not recursion, so a long run of NOTs cannot blow the stack.
-        return _Not(node) if negations % 2 else node
+        return _Not(node, self.since(first)) if negations % 2 else node
 
     def parse_primary(self) -> _Node:
         token = self.take()
@@ -514,6 +725,8 @@ class _Parser:
             close = self.take()
             if close.kind != ")":
                 raise QueryError("'(' is never closed", token.pos)
+            if not isinstance(node, _Leaf):
+                node.text = self.source[token.pos : close.end]
             return node
         if token.kind == "word":
             return self.leaf(token.text, token.text, quoted=False, pos=token.pos)
@@ -541,6 +754,7 @@ class _Parser:
         parts: list[_Part] = [_Exact(w) if quoted else _Stem(w) for w in ws]
         if prefix:
             parts[-1] = _Prefix(ws[-1])
+        parts = [_Infix(w) if unspaced(w) else part for w, part in zip(ws, parts, strict=True)]
         self.labels.append(label)
         return _Leaf(label, parts)
 
@@ -567,7 +781,7 @@ class _Parser:
                 children.append(self.leaf(text, text, quoted=quoted, pos=token.pos))
             except QueryError as e:
                 raise QueryError(f"alias @{token.text}: {e.message}", token.pos) from None
-        return children[0] if len(children) == 1 else _Any(children)
+        return children[0] if len(children) == 1 else _Any(children, f"@{token.text}")
 
 
 def compile(query: str | None, aliases: Mapping[str, Sequence[str]] | None = None) -> Query:
@@ -583,3 +797,40 @@ def compile(query: str | None, aliases: Mapping[str, Sequence[str]] | None = Non
     parser = _Parser(query, aliases or {})
     root = parser.parse()
     return Query(query, tuple(dict.fromkeys(parser.labels)), root)
+
+
+#: the operators as people write them in lowercase, and what they meant
+_LOWER_OPERATORS = {"and": "AND", "or": "OR", "not": "NOT"}
+_STARTS_TERM = ("word", "phrase", "alias", "(", "NOT")
+_ENDS_TERM = ("word", "phrase", "alias", ")")
+
+
+def advice(query: str, aliases: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Warnings about a query that compiles but likely means something else: a
+    lowercase `and`/`or`/`not` between terms (a word to find, not an operator), and
+    a query that is only NOTs (it holds every entry without those words).
+
+    The query must compile (`compile` raises on anything worse).
+    """
+    out: list[str] = []
+    tokens = _lex(query)
+    for i, token in enumerate(tokens):
+        meant = _LOWER_OPERATORS.get(token.text.lower()) if token.kind == "word" else None
+        if meant is None:
+            continue
+        before = tokens[i - 1].kind if i else None
+        after = tokens[i + 1].kind
+        if after in _STARTS_TERM and (meant == "NOT" or before in _ENDS_TERM):
+            out.append(
+                f"{token.text!r} at position {token.pos} is a word to find, not an operator "
+                f'(did you mean {meant}? operators are upper case; write "{token.text}" '
+                "in quotes to find the word)"
+            )
+    root = compile(query, aliases)._root
+    parts = root.children if isinstance(root, _All) else (root,)
+    if all(isinstance(p, _Not) for p in parts):
+        out.append(
+            "the query is only NOT: the topic holds every entry of its feeds that lacks "
+            "those words (add a term to find, e.g. 'pakistan NOT cricket')"
+        )
+    return out

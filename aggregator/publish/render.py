@@ -223,7 +223,7 @@ def _title(text: str | None) -> str:
     """A stored title, which is plain text already (`normalize.clean_title`), kept as it is.
 
     A title about `<script>` keeps the word; each format escapes it as it needs
-    (`_html_safe`, `_atom_extras`).
+    (`_html_safe`, `_AtomExtras`).
     """
     return " ".join(xml_text(text).split()) if text else ""
 
@@ -509,6 +509,9 @@ class _AtomExtras(BaseEntryExtension):  # type: ignore[misc]
         if it.source_url_known:
             etree.SubElement(source, "id").text = it.source_url_known
         etree.SubElement(source, "title").text = it.source
+        # RFC 4287 wants the source feed's <updated>; the newest we know of it is this
+        # entry's own (and it keeps the same stories rendering to the same bytes).
+        etree.SubElement(source, "updated").text = it.updated.isoformat()  # as feedgen's
         if it.source_url_known:
             etree.SubElement(source, "link", href=it.source_url_known)
         return entry

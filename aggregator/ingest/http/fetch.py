@@ -38,8 +38,15 @@ from aggregator.ingest.http import guard
 from aggregator.ingest.http.deadline import Watchdog
 from aggregator.models import FeedState, Fetched
 
-#: sent on every request, so outlets can see who we are and how to reach the project
-USER_AGENT = f"aggregator/{__version__} (+https://github.com/aggregator-feeds/aggregator)"
+#: sent on every request: the software and its version, so outlets can see who we are
+USER_AGENT = f"aggregator/{__version__}"
+
+
+def user_agent(contact: str | None = None) -> str:
+    """Our User-Agent, with the operator's `[polling] contact` when set: an outlet that
+    sees a problem with our polling can then reach whoever runs this instance."""
+    return f"{USER_AGENT} (+{contact})" if contact else USER_AGENT
+
 
 #: a 403 to a feed reader is usually an anti-bot service refusing non-browser clients. We
 #: stay honest (no browser User-Agent), so the error says what happened and what the
@@ -97,9 +104,11 @@ class Session:
     `ca_certs` replaces the certifi bundle (a private CA, or a test's own).
     """
 
-    def __init__(self, pool_size: int, *, ca_certs: str | None = None) -> None:
+    def __init__(
+        self, pool_size: int, *, ca_certs: str | None = None, contact: str | None = None
+    ) -> None:
         self.headers = {
-            "User-Agent": USER_AGENT,
+            "User-Agent": user_agent(contact),
             "Accept": ACCEPT,
             "Accept-Encoding": ACCEPT_ENCODING,
         }
@@ -125,9 +134,11 @@ class Session:
         self.close()
 
 
-def make_session(pool_size: int, *, ca_certs: str | None = None) -> Session:
+def make_session(
+    pool_size: int, *, ca_certs: str | None = None, contact: str | None = None
+) -> Session:
     """The `Session` a poller shares between its `pool_size` fetch threads."""
-    return Session(pool_size, ca_certs=ca_certs)
+    return Session(pool_size, ca_certs=ca_certs, contact=contact)
 
 
 # -- get ---------------------------------------------------------------------------------------
