@@ -33,7 +33,7 @@ import listparser
 import pytest
 
 from aggregator.models import FeedItem, Related, TopicFeed, TopicSummary
-from aggregator.publish import pages, render
+from aggregator.publish import pages, render, sanitize
 
 BASE = "http://127.0.0.1:8080"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -514,7 +514,7 @@ HOSTILE_URLS = [
 
 @pytest.mark.parametrize("url", HOSTILE_URLS)
 def test_safe_url_drops_everything_but_absolute_web_urls(url: str | None) -> None:
-    assert render.safe_url(url) is None
+    assert sanitize.safe_url(url) is None
 
 
 @pytest.mark.parametrize(
@@ -533,7 +533,7 @@ def test_safe_url_drops_everything_but_absolute_web_urls(url: str | None) -> Non
     ],
 )
 def test_safe_url_keeps_web_urls(url: str, expected: str) -> None:
-    assert render.safe_url(url) == expected
+    assert sanitize.safe_url(url) == expected
 
 
 FORBIDDEN_TAGS = {
@@ -770,7 +770,7 @@ def test_nothing_hostile_survives_in_the_index_page_or_opml(snippet: str) -> Non
 
 
 def test_sanitizer_keeps_ordinary_markup() -> None:
-    cleaned = render.sanitize_html(
+    cleaned = sanitize.sanitize_html(
         '<p dir="rtl" class="x">سلام <a href="https://ok.example/" title="t">link</a>'
         '<img src="https://ok.example/a.png" alt="a"><b>b</b> <em>e</em></p>'
         "<ul><li>one</li></ul><blockquote>q</blockquote>"

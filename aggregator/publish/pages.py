@@ -22,15 +22,8 @@ from aggregator import text as textcore
 from aggregator.match import topics as topic_match
 from aggregator.models import FeedItem, PageStory, StoryPage, TopicSummary
 from aggregator.publish import status
-from aggregator.publish.render import (
-    _base,
-    _plain,
-    _rfc3339,
-    _utc,
-    feed_url,
-    safe_url,
-    sanitize_html,
-)
+from aggregator.publish.render import _base, _rfc3339, _utc, feed_url
+from aggregator.publish.sanitize import plain, safe_url, sanitize_html
 from aggregator.text import xml_text
 
 #: stories per page of `/topics/<slug>.html`
@@ -228,10 +221,10 @@ def summary_text(item: FeedItem, limit: int = SUMMARY_CHARS) -> str:
     with the tag instead of leaving code behind as text."""
     source = item.summary_html or item.content_html
     # a page shows a few lines: no need to sanitize a 200 kB article to cut it
-    plain = _plain(sanitize_html(source[: limit * 40]))
-    if len(plain) <= limit:
-        return plain
-    cut = plain[:limit]
+    text = plain(sanitize_html(source[: limit * 40]))
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit // 2 else cut).rstrip(" ,.;:") + " …"
 
@@ -241,7 +234,7 @@ def _language(code: str | None) -> str | None:
 
 
 def _headline(item: FeedItem, marks: Highlighter) -> str:
-    title = marks.html(_plain(item.title) or "(untitled)")
+    title = marks.html(plain(item.title) or "(untitled)")
     link = safe_url(item.link)
     return f'<a href="{_esc(link)}">{title}</a>' if link else title
 
@@ -250,8 +243,8 @@ def _story(story: PageStory, now: datetime | None) -> str:
     item = story.item
     lang = _language(story.language)
     marks = Highlighter(item.matched, lang)
-    title = _plain(item.title)
-    meta = [_esc(_plain(item.source) or "Unknown outlet"), _when(item.published, now)]
+    title = plain(item.title)
+    meta = [_esc(plain(item.source) or "Unknown outlet"), _when(item.published, now)]
     if lang:
         meta.append(_esc(_LANGUAGES.get(lang, lang)))
     # The outlet's words carry its language and their own direction (Urdu reads right
@@ -266,13 +259,13 @@ def _story(story: PageStory, now: datetime | None) -> str:
     if summary and summary != title:
         parts.append(f"<p{own}>{marks.html(summary)}</p>")
     related = [
-        f'<a href="{_esc(url)}">{_esc(_plain(r.source) or "Unknown outlet")}</a>'
+        f'<a href="{_esc(url)}">{_esc(plain(r.source) or "Unknown outlet")}</a>'
         for r in item.related
         if (url := safe_url(r.url)) is not None
     ]
     if related:
         parts.append(f'<p class="meta">Also reported by: {", ".join(related)}</p>')
-    matched = [t for t in dict.fromkeys(_plain(m) for m in item.matched) if t]
+    matched = [t for t in dict.fromkeys(plain(m) for m in item.matched) if t]
     if matched:
         parts.append(f'<p class="meta">Matched: {_esc(", ".join(matched))}</p>')
     parts.append("</article>")
@@ -291,7 +284,7 @@ def topic_page(
 ) -> bytes:
     """One page of a topic's stories, newest first, with a link to the older ones."""
     base = _base(base_url)
-    name = _plain(title) or slug
+    name = plain(title) or slug
     head, subscribe = _feed_links(base, slug, name)
     here = page_url(base, slug)
     body = [
@@ -413,7 +406,7 @@ def index_page(
     head_links: list[str] = []
     sections = []
     for topic in topics:
-        title = _plain(topic.title) or topic.slug
+        title = plain(topic.title) or topic.slug
         links, subscribe = _feed_links(base, topic.slug, title)
         head_links += links
         query = f"<code>{_esc(topic.query)}</code>" if topic.query else "every story from its feeds"
@@ -429,7 +422,7 @@ def index_page(
         if items:
             section.append("<ul>")
             for item in items:
-                outlet = _esc(_plain(item.source) or "Unknown outlet")
+                outlet = _esc(plain(item.source) or "Unknown outlet")
                 section.append(
                     f'<li><span dir="auto">{_headline(item, Highlighter((), None))}</span>'
                     f' <span class="meta">{outlet}, {_when(item.published, now)}</span></li>'

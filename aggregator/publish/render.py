@@ -3,7 +3,7 @@
 Pure: data in, bytes out. No I/O, no clock: the same `TopicFeed` always gives the
 same bytes, so ETags stay put and `aggregator export` matches HTTP byte for byte.
 Everything a stranger wrote (titles, HTML, links, outlet and reporter names) passes
-through `sanitize_html`, `safe_url`, `_title` or `_plain` before it reaches any output,
+through `sanitize_html`, `safe_url`, `title_text` or `plain` before it reaches any output,
 and each of those ends with `text.xml_text`. An entry that still cannot be
 rendered is logged and left out of that response; it never fails the feed.
 """
@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
-import nh3
 from feedgen.entry import FeedEntry
 from feedgen.ext.base import BaseEntryExtension
 from feedgen.feed import FeedGenerator
@@ -29,7 +28,8 @@ from lxml import etree
 
 from aggregator.models import FeedItem, TopicFeed, TopicSummary
 from aggregator.publish import opml
-from aggregator.text import html_to_text, xml_text
+from aggregator.publish.sanitize import html_safe, plain, safe_url, sanitize_html, title_text
+from aggregator.text import xml_text
 
 log = logging.getLogger(__name__)
 
@@ -44,206 +44,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
 GENERATOR = "aggregator"
-
-# --- sanitizing -------------------------------------------------------------------------------
-
-#: Tags a news summary needs; everything else is unwrapped to its text.
-ALLOWED_TAGS = frozenset(
-    {
-        "p", "br", "hr", "a", "b", "strong", "i", "em", "u", "s", "sub", "sup", "small",
-        "code", "pre", "blockquote", "q", "cite", "abbr", "ul", "ol", "li", "dl", "dt", "dd",
-        "h1", "h2", "h3", "h4", "h5", "h6", "img", "figure", "figcaption",
-        "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
-    }
-)  # fmt: skip
-#: Attributes kept per tag. No style, class, id or event handler ever; `dir`/`lang`
-#: stay because Urdu and Arabic text needs `dir="rtl"` to read right.
-ALLOWED_ATTRIBUTES = {
-    "*": {"dir", "lang"},
-    "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
-    "ol": {"start"},
-    "td": {"colspan", "rowspan"},
-    "th": {"colspan", "rowspan", "scope"},
-}
-#: Tags removed together with their content (their text is code or widgets, not prose).
-#: Inline SVG and MathML are not among them: a formula or a chart label is the
-#: article's text, so only their elements go (`_foreign_text`).
-DROPPED_WITH_CONTENT = frozenset(
-    {"script", "style", "template", "noscript", "iframe", "object", "embed",
-     "textarea", "select", "button", "title", "xmp", "noembed", "noframes"}
-)  # fmt: skip
-LINK_REL = "nofollow noopener noreferrer"
-
-# Character references as a browser decodes them inside an attribute: numeric ones
-# even without the semicolon, named ones only with it (so "?a=1&not=2" survives).
-_CHAR_REF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;)")
-# The WHATWG URL parser drops tab and newlines anywhere: "java\tscript:" is "javascript:".
-_URL_DROPPED = re.compile("[\t\n\r]")
-_URL_STRIPPED = "".join(chr(c) for c in range(0x21))
-_URL_BAD_NETLOC = set(' <>"\\^`{|}')
-_URL_SAFE = "/:@!$&'()*+,;=%?#[]~"
-_TAG_START = re.compile(r"<(?=[A-Za-z!/?])")
-
-
-def _decode_refs(text: str) -> str | None:
-    """Decode character references until none is left; None if they nest absurdly deep."""
-    for _ in range(8):
-        decoded = _CHAR_REF.sub(lambda m: html.unescape(m.group(0)), text)
-        if decoded == text:
-            return text
-        text = decoded
-    return None
-
-
-def _checked_url(url: str | None, schemes: frozenset[str]) -> str | None:
-    if url is None:
-        return None
-    text = _decode_refs(url)
-    if text is None:
-        return None
-    text = _URL_DROPPED.sub("", text).strip(_URL_STRIPPED)
-    if xml_text(text) != text:
-        return None
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in schemes:
-        return None
-    if scheme == "mailto":
-        query = f"?{quote(parts.query, safe=_URL_SAFE)}" if parts.query else ""
-        return f"mailto:{quote(parts.path, safe=_URL_SAFE)}{query}"
-    if not parts.hostname or _URL_BAD_NETLOC.intersection(parts.netloc):
-        return None
-    return urlunsplit(
-        (
-            scheme,
-            parts.netloc,
-            quote(parts.path, safe=_URL_SAFE),
-            quote(parts.query, safe=_URL_SAFE),
-            quote(parts.fragment, safe=_URL_SAFE),
-        )
-    )
-
-
-_WEB = frozenset({"http", "https"})
-_WEB_OR_MAIL = frozenset({"http", "https", "mailto"})
-
-
-def safe_url(url: str | None) -> str | None:
-    """Return `url` if it is an absolute http(s) URL once decoded as a browser would, else None.
-
-    Feeds hide `javascript:` behind entities (`&#106;avascript:`), tabs and
-    newlines (`java\\tscript:`), leading spaces and mixed case; checking the raw
-    string is not enough, so the check runs on the decoded form and that form is
-    what is returned (with spaces and non-ASCII percent-encoded).
-    """
-    return _checked_url(url, _WEB)
-
-
-def _attribute_filter(tag: str, attribute: str, value: str) -> str | None:
-    # nh3's scheme list lets relative URLs through; a republished relative URL
-    # resolves against our host, so only absolute ones are kept.
-    if attribute == "href":
-        return _checked_url(value, _WEB_OR_MAIL)
-    if attribute == "src":
-        return _checked_url(value, _WEB)
-    return value
-
-
-# Inline SVG and MathML, to their end tag (or the end: a parser closes them there too).
-_FOREIGN = re.compile(r"<(svg|math)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.IGNORECASE | re.DOTALL)
-_FOREIGN_START = re.compile(r"<(?:svg|math)\b", re.IGNORECASE)
-_ANY_TAG = re.compile(r"<(?=[A-Za-z/])")
-
-
-def _foreign_text(match: re.Match[str]) -> str:
-    # Every SVG element is its own label, so its tags part words; MathML tokens
-    # (<mi>E</mi><mo>=</mo>...) are one run of text.
-    fragment = match.group(0)
-    if match.group(1).lower() != "svg":
-        return html.escape(html_to_text(fragment), quote=False)
-    return f" {html.escape(html_to_text(_ANY_TAG.sub(' <', fragment)), quote=False)} "
-
-
-def sanitize_html(html_text: str) -> str:
-    """Reduce a stranger's HTML to the allow-list: safe tags, safe attributes, http(s) links.
-
-    An allow-list sanitizer (nh3, i.e. ammonia on html5ever) parses the fragment
-    the way a browser does, so broken tags, CDATA and comment tricks are judged on
-    what a browser would build from them, not on how they look. Its output is
-    checked again for characters XML cannot carry: html5ever decodes `&#1;` into
-    a raw control character. The sanitizer drops SVG and MathML whole; their text
-    is taken out first, as escaped text, so that only the elements go.
-    """
-    html_text = xml_text(html_text)
-    if _FOREIGN_START.search(html_text):
-        html_text = _FOREIGN.sub(_foreign_text, html_text)
-    cleaned = nh3.clean(
-        html_text,
-        tags=set(ALLOWED_TAGS),
-        clean_content_tags=set(DROPPED_WITH_CONTENT),
-        attributes={tag: set(attrs) for tag, attrs in ALLOWED_ATTRIBUTES.items()},
-        attribute_filter=_attribute_filter,
-        strip_comments=True,
-        link_rel=LINK_REL,
-        url_schemes=set(_WEB_OR_MAIL),
-    )
-    return xml_text(cleaned).strip()
-
-
-def _plain(text: str | None) -> str:
-    """Plain text with no markup left at any level of entity encoding.
-
-    For names, terms and summaries, which have no markup of their own to keep
-    (Atom has no HTML author names): a name of `&lt;script&gt;` must not become a
-    tag one decode later, so strip tags and decode until nothing changes.
-    Whitespace is collapsed. Titles are different: see `_title`.
-    """
-    if not text:
-        return ""
-    text = xml_text(text)
-    for _ in range(8):
-        stripped = html.unescape(nh3.clean(text, tags=set(), clean_content_tags=set()))
-        if stripped == text:
-            break
-        text = xml_text(stripped)
-    else:
-        text = _TAG_START.sub("\u2039", text)  # still encoded 8 deep: defuse what is left
-    return " ".join(text.split())
-
-
-_REFERENCE = re.compile(r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)")
-
-
-def _title(text: str | None) -> str:
-    """A stored title, which is plain text already (`normalize.clean_title`), kept as it is.
-
-    A title about `<script>` keeps the word; each format escapes it as it needs
-    (`_html_safe`, `_AtomExtras`).
-    """
-    return " ".join(xml_text(text).split()) if text else ""
-
-
-def _escape_reference(match: re.Match[str]) -> str:
-    ref = match.group(0)
-    return "&amp;" + ref[1:] if html.unescape(ref) != ref else ref
-
-
-def _html_safe(text: str) -> str:
-    """Plain text that reads the same to a reader that takes it for HTML.
-
-    Only what HTML would misread is escaped: a "<" that could open a tag and an "&"
-    that starts a character reference. "AT&T" and "5 < 6" stay as they are, so
-    readers that take an RSS title for text see them right too.
-    """
-    if "&" in text:
-        text = _REFERENCE.sub(_escape_reference, text)
-    return _TAG_START.sub("&lt;", text) if "<" in text else text
-
 
 # --- one item, prepared once for every format ------------------------------------------------
 
@@ -281,21 +81,21 @@ def _rfc3339(dt: datetime) -> str:
 
 
 def _prepare(item: FeedItem, base_url: str) -> _Item:
-    title = _title(item.title) or "(untitled)"
+    title = title_text(item.title) or "(untitled)"
     link = safe_url(item.link)
-    source = _plain(item.source) or "Unknown outlet"
-    reporter = _plain(item.author)
+    source = plain(item.source) or "Unknown outlet"
+    reporter = plain(item.author)
     # Many feeds put the outlet's name in the author field: "Dawn, Dawn" helps nobody.
     if reporter and reporter.casefold() != source.casefold():
         author = f"{reporter}, {source}"
     else:
         author = source
     related = tuple(
-        (url, _plain(r.source) or "Unknown outlet")
+        (url, plain(r.source) or "Unknown outlet")
         for r in item.related
         if (url := safe_url(r.url)) is not None
     )
-    matched = tuple(dict.fromkeys(t for t in (_plain(m) for m in item.matched) if t))
+    matched = tuple(dict.fromkeys(t for t in (plain(m) for m in item.matched) if t))
 
     content = sanitize_html(item.content_html)
     summary = sanitize_html(item.summary_html)
@@ -314,7 +114,7 @@ def _prepare(item: FeedItem, base_url: str) -> _Item:
         content_html = f"<p>{html.escape(title)}</p>"
 
     known_source_url = safe_url(item.source_url)
-    summary_text = _plain(summary) if summary else None
+    summary_text = plain(summary) if summary else None
     uid = xml_text(item.id)
     if not uid.strip():
         raise ValueError("no id")
@@ -362,7 +162,7 @@ def feed_url(base_url: str, slug: str, fmt: str) -> str:
 def _describe(query: str | None) -> str:
     # Readers show a feed's description as HTML often enough that the query, too,
     # goes out as plain text.
-    if query and (text := _plain(query)):
+    if query and (text := plain(query)):
         return f"Stories matching: {text}"
     return "Every story from the topic's feeds"
 
@@ -383,7 +183,7 @@ def _prepare_feed(feed: TopicFeed) -> _Feed:
         except Exception as exc:  # one entry never fails the feed
             _left_out(feed.slug, "every format", item.link, str(item.id), exc)
     return _Feed(
-        title=_plain(feed.title) or feed.slug,
+        title=plain(feed.title) or feed.slug,
         description=_describe(feed.query),
         base_url=base,
         home=f"{base}/",
@@ -455,7 +255,7 @@ def _add_entry(fe: _BuiltOnce, it: _Item, fmt: str) -> None:
     RSS callers hold `_RSS_LOCK` (feedgen's dates).
     """
     fe.id(it.id)  # also the RSS guid, isPermaLink="false"
-    fe.title(it.title if fmt == "atom" else _html_safe(it.title))
+    fe.title(it.title if fmt == "atom" else html_safe(it.title))
     fe.updated(it.updated)
     fe.published(it.published)
     fe.author(name=it.author)
@@ -493,7 +293,7 @@ class _AtomExtras(BaseEntryExtension):  # type: ignore[misc]
     def extend_atom(self, entry: Any) -> Any:
         it = self.item
         title = entry.find("title")
-        if title is not None and _html_safe(it.title) != it.title:
+        if title is not None and html_safe(it.title) != it.title:
             # Plain text that an HTML reader would misread goes out as escaped HTML, which
             # every reader reads the same way: "The <script> tag" keeps its word.
             title.set("type", "html")
@@ -613,7 +413,7 @@ def topics_opml(topics: Sequence[TopicSummary], base_url: str) -> bytes:
     base = _base(base_url)
     outlines = []
     for topic in topics:
-        title = _plain(topic.title) or topic.slug
+        title = plain(topic.title) or topic.slug
         outlines.append(
             {
                 "text": title,
