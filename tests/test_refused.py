@@ -31,8 +31,10 @@ def test_a_refusing_outlet_is_reported_and_backs_off(tmp_path: Path) -> None:
     table = aggregator("status", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     [row] = [line for line in table.stdout.splitlines() if line.startswith("arab-news ")]
-    assert "403" in row and "refused by the outlet (403)" in row
-    assert "backoff 1 failure" in row
+    assert "failing" in row and "403" in row and "refused by the outlet" in row
+    wide = aggregator("status", "--wide", cwd=tmp_path).stdout  # the whole error and why
+    [row] = [line for line in wide.splitlines() if line.startswith("arab-news ")]
+    assert "refused by the outlet (403)" in row and "backoff 1 failure" in row
 
     rows = {r["feed"]: r for r in json.loads(aggregator("status", "--json", cwd=tmp_path).stdout)}
     arab = rows["arab-news"]
