@@ -877,6 +877,21 @@ class Store:
         ).fetchone()
         return (row[0], row[1], row[2], row[3]) if row else None
 
+    def entry_for_explain(self, url: str) -> dict[str, Any] | None:
+        """A stored entry by its link, with what `aggregator explain` shows: feed,
+        title, text, published (aware UTC), story id and the stored signature."""
+        row = self.conn.execute(
+            "SELECT id, feed, title, text, published, story_id, sig FROM entries "
+            "WHERE link = ? OR canonical_link = ? ORDER BY id LIMIT 1",
+            (url, url),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "feed", "title", "text", "published", "story_id", "sig")
+        out = dict(zip(keys, row, strict=True))
+        out["published"] = parse_ts(out["published"])
+        return out
+
     def counts(self) -> dict[str, int]:
         return {
             "entries": int(self._one("SELECT count(*) FROM entries")),
