@@ -35,8 +35,14 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    title boost) passed 0.87. A headline of fewer than `CROSS_MIN_TITLE` terms
    gets no containment score: two generic words are found in many articles (one
    wrong pair of the set, a programme teaser, went with it: 0.907 -> 0.920).
-   Headlines that are the same words with different numbers ("Прогноз погоды на
-   8 ноября" / "на 16 ноября") never join: a recurring item, not a rewrite.
+   Headlines that each name an entity the other lacks (`entities`: a place,
+   person, organisation, team, number or date; "Прогноз погоды на 8 ноября" /
+   "на 16 ноября", "Weather in Brest" / "in Gomel") never join when the
+   difference sits in the same position of otherwise equal headlines, when it is
+   a number or a date against another, or when the rest of the headlines is alike
+   and they share fewer than `SHARED_NAMES` names; unless both texts join on
+   their own and each reports the other's entities. A recurring item, not a
+   rewrite: merging it hides one of them from every subscriber.
 4. Every score is divided by `1 + (distance / (DECAY * window))^2` (24h for
    the default 48h window), the distance being the time between the two entries'
    publication: outlets rewrite a story within hours, while headlines alike a
@@ -108,6 +114,9 @@ CROSS_MIN_TITLE = 3
 #: date: "Stacy Keibler marries Jared Pobre in Mexico" and "... in beach wedding"
 #: add details to one story, where a look-alike shares the template, not the names
 SHARED_NAMES = 2
+#: ...and "alike" means the rest of the two headlines (their own entities set aside)
+#: has at least this cosine: the same template, not two wordings of one event
+TEMPLATE_SHARE = 0.45
 #: Russian terms are cut to this many letters after stemming (the stemmer leaves
 #: adjective and participle endings that differ between outlets: сладкого/сладких)
 RU_PREFIX = 5
@@ -505,7 +514,10 @@ def _differing(
     capitals to tell "इमरान खान" from a verb."""
     only_a = {e for e in a.entities if e not in b.entities and e not in b.title}
     only_b = {e for e in b.entities if e not in a.entities and e not in a.title}
-    shared = (a.entities | b.entities) - only_a - only_b
+    if only_a and only_b:
+        only_a = {e for e in only_a if not _same_root(e, b)}
+        only_b = {e for e in only_b if not _same_root(e, a)}
+    shared = set(a.entities | b.entities) - only_a - only_b
     positional = False
     if (only_a and only_b) or not (a.cased and b.cased):
         xa, xb = entities.substituted(a.order, b.order)
@@ -527,13 +539,25 @@ def _differing(
     return shared, only_a, only_b, positional
 
 
+#: a name and a word of the other headline that begin with this many equal letters
+#: are one name in two forms: Russia / Russian, Spain / Spanish, China / Chinese
+ROOT = 5
+
+
+def _same_root(e: str, other: Signature) -> bool:
+    if len(e) < ROOT or entities.kind(e) != "name":
+        return False
+    root = e[:ROOT]
+    return any(t.startswith(root) for t in other.title | other.entities)
+
+
 def _alike_apart_from(a: Signature, b: Signature, only_a: set[str], only_b: set[str]) -> bool:
     """Whether the headlines are the same words once their own entities are set
     aside: the template of a recurring item ("Weather in X on D")."""
     ra, rb = a.title - only_a - a.entities, b.title - only_b - b.entities
     if not ra or not rb:
         return not ra and not rb
-    return len(ra & rb) / math.sqrt(len(ra) * len(rb)) >= TITLE_THRESHOLD
+    return len(ra & rb) / math.sqrt(len(ra) * len(rb)) >= TEMPLATE_SHARE
 
 
 def _reported(ents: set[str], other: Signature, aliases: entities.Aliases | None) -> bool:

@@ -102,7 +102,7 @@ _DATE_GLUE = frozenset({"of", "the"})
 def date_reported(entity: str, terms: frozenset[str], term: TermFn) -> bool:
     """Whether `terms` (another entry's words) name the date or weekday `entity`:
     its day number and a name of its month, or a name of its weekday."""
-    forms = _forms(term)
+    forms = _date_terms(term)
     if entity.startswith("@d"):
         return bool(forms[entity] & terms)
     if entity.startswith("@m"):
@@ -112,7 +112,7 @@ def date_reported(entity: str, terms: frozenset[str], term: TermFn) -> bool:
 
 
 @functools.lru_cache(maxsize=2)
-def _forms(term: TermFn) -> dict[str, frozenset[str]]:
+def _date_terms(term: TermFn) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
     for table, prefix, width in ((_MONTHS, "@m", 2), (_WEEKDAYS, "@d", 1)):
         for word, n in table.items():
@@ -229,7 +229,9 @@ def capitalised_in(text: str, term: TermFn) -> frozenset[str]:
     lower case ("Chinese" opening the text), by the text's own spelling."""
     ws = [w for w in _split(text[:TEXT_CHARS], term) if w.term and cased(w.raw)]
     lower = {w.term for w in ws if not w.upper}
-    return frozenset(w.term for w in ws if w.upper and (not w.start or w.term not in lower))
+    return frozenset(
+        w.term for w in ws if w.term and w.upper and (not w.start or w.term not in lower)
+    )
 
 
 def find(title: str, text: str, term: TermFn) -> frozenset[str]:
@@ -276,8 +278,8 @@ def find(title: str, text: str, term: TermFn) -> frozenset[str]:
             continue
         if w.raw.replace(".", "").isdigit():
             whole, _, frac = w.raw.partition(".")
-            n = "".join(str(unicodedata.digit(c)) for c in whole).lstrip("0") or "0"
-            out.add(n + ("." + "".join(str(unicodedata.digit(c)) for c in frac) if frac else ""))
+            num = "".join(str(unicodedata.digit(c)) for c in whole).lstrip("0") or "0"
+            out.add(num + ("." + "".join(str(unicodedata.digit(c)) for c in frac) if frac else ""))
             continue
         t = w.term
         if t is None:
