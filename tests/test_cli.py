@@ -197,6 +197,7 @@ def test_every_command_has_help_with_an_example(site: Path) -> None:
         ["status"],
         ["export"],
         ["match"],
+        ["explain"],
         ["opml", "import"],
         ["opml", "export"],
     ):

@@ -253,7 +253,24 @@ def _find_story(
             wanted |= c.sig.everything
             known.add(r.entry_id)
     freq.load(wanted)
-    return dedupe.decide(entry, candidates, now=now, window=window, sig=p.sig, weights=freq.weights)
+    story_id, score = dedupe.decide_scored(
+        entry,
+        candidates,
+        now=now,
+        window=window,
+        sig=p.sig,
+        weights=freq.weights,
+        aliases=dedupe.aliases_of(poller.config.aliases),
+    )
+    if story_id is not None:
+        log.debug(
+            "%s: %r joins story %d (score %.2f of threshold 1.0)",
+            entry.feed,
+            entry.title,
+            story_id,
+            score,
+        )
+    return story_id
 
 
 @dataclass(frozen=True, slots=True)

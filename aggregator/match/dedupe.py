@@ -12,7 +12,7 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    (`aggregator.text`, as topics read them): whole words in every script. Latin
    words take the English stem and Cyrillic words the Russian one, cut to
    `RU_PREFIX` letters, so inflected forms meet (the cut catches the adjective and
-   participle endings the stemmer keeps). Stopwords (English, Russian, Urdu) are
+   participle endings the stemmer keeps). Stopwords (English, Russian, Urdu, Hindi) are
    dropped before stemming; an English word is also dropped when its stem is a
    stopword's ("getting", "reported", "updates"): a young store's frequencies
    cannot yet tell that they are common.
@@ -35,8 +35,14 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    title boost) passed 0.87. A headline of fewer than `CROSS_MIN_TITLE` terms
    gets no containment score: two generic words are found in many articles (one
    wrong pair of the set, a programme teaser, went with it: 0.907 -> 0.920).
-   Headlines that are the same words with different numbers ("Прогноз погоды на
-   8 ноября" / "на 16 ноября") never join: a recurring item, not a rewrite.
+   Headlines that each name an entity the other lacks (`entities`: a place,
+   person, organisation, team, number or date; "Прогноз погоды на 8 ноября" /
+   "на 16 ноября", "Weather in Brest" / "in Gomel") never join when the
+   difference sits in the same position of otherwise equal headlines, when it is
+   a number or a date against another, or when the rest of the headlines is alike
+   and they share fewer than `SHARED_NAMES` names; unless both texts join on
+   their own and each reports the other's entities. A recurring item, not a
+   rewrite: merging it hides one of them from every subscriber.
 4. Every score is divided by `1 + (distance / (DECAY * window))^2` (24h for
    the default 48h window), the distance being the time between the two entries'
    publication: outlets rewrite a story within hours, while headlines alike a
@@ -65,7 +71,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,6 +78,7 @@ from datetime import datetime, timedelta
 
 from aggregator import models
 from aggregator.ingest import normalize
+from aggregator.match import entities
 from aggregator.text import fold, stem, words
 from aggregator.text import keys as word_keys
 
@@ -104,6 +110,14 @@ CROSS_MIN_SHARED = 2
 #: ...and only between headlines of at least this many terms: two words ("WATCH: On
 #: 'Trackers' this Sunday") name too little for finding them elsewhere to be evidence
 CROSS_MIN_TITLE = 3
+#: headlines naming different entities still compare as usual when they share this
+#: many names and the difference is neither in the same position nor a number or a
+#: date: "Stacy Keibler marries Jared Pobre in Mexico" and "... in beach wedding"
+#: add details to one story, where a look-alike shares the template, not the names
+SHARED_NAMES = 2
+#: ...and "alike" means the rest of the two headlines (their own entities set aside)
+#: has at least this cosine: the same template, not two wordings of one event
+TEMPLATE_SHARE = 0.45
 #: Russian terms are cut to this many letters after stemming (the stemmer leaves
 #: adjective and participle endings that differ between outlets: сладкого/сладких)
 RU_PREFIX = 5
@@ -154,11 +168,18 @@ _UR_STOP = frozenset(
     اپنے اپنی اپنا نہیں کوئی کچھ بعد ساتھ مطابق کہا دیا دی""".split()
 )
 
+_HI_STOP = frozenset(
+    """का की के को में से ने पर और है हैं था थी थे भी एक यह वह इस उस कि जो तक लिए
+    साथ बाद कर करने किया गया गई गए हो होने हुआ हुए हुई रहा रही रहे जा जाए वाले वाली
+    अपने अपनी नहीं कोई कुछ अनुसार कहा दिया दी""".split()
+)
+
 # Stopword lists are written as people spell them; compare them folded, as words are.
 _EN_STOP = frozenset(map(fold, _EN_STOP))
 _RU_STOP = frozenset(map(fold, _RU_STOP))
 _UR_STOP = frozenset(map(fold, _UR_STOP))
-_STOP = _EN_STOP | _RU_STOP | _UR_STOP
+_HI_STOP = frozenset(map(fold, _HI_STOP))
+_STOP = _EN_STOP | _RU_STOP | _UR_STOP | _HI_STOP
 # inflected stopwords ("getting", "updates") are dropped after stemming
 _EN_STOP_STEMS = frozenset(stem("en", w) for w in _EN_STOP)
 
@@ -217,44 +238,51 @@ def _distinct(seq: Iterable[str], limit: int, skip: frozenset[str] = frozenset()
 class Signature:
     """What `decide` compares, derived from title and text alone by `signature()`.
 
-    The store may persist it (`to_json`/`from_json`) or recompute it; both give the
-    same value.
+    The store persists it (`pack`/`unpack`) or recomputes it; both give the same value.
     """
 
-    #: the title's distinct terms
-    title: frozenset[str]
+    #: the title's distinct terms, in the order the headline writes them
+    order: tuple[str, ...]
     #: the first `LEAD_TERMS` distinct terms of the text that are not title terms
     lead: frozenset[str]
-    #: the numbers written in the title, single digits included ("8 ноября", "Q2")
-    figures: frozenset[str] = frozenset()
+    #: the headline's entities (`aggregator.match.entities.find`): names as terms,
+    #: numbers as digits ("8 ноября" gives "@11-08"; "Q2" gives "2"), dates as "@..."
+    entities: frozenset[str] = frozenset()
+    #: the title's distinct terms as a set
+    title: frozenset[str] = field(init=False, repr=False, compare=False)
     #: title | lead, which every comparison needs: built once, not once per pair
     everything: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: every title word is of a cased script (or a number)
+    cased: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "title", frozenset(self.order))
         object.__setattr__(self, "everything", self.title | self.lead)
+        object.__setattr__(self, "cased", all(t.isdigit() or entities.cased(t) for t in self.order))
 
     def to_json(self) -> list[list[str]]:
-        return [sorted(self.title), sorted(self.lead), sorted(self.figures)]
+        return [list(self.order), sorted(self.lead), sorted(self.entities)]
 
     @classmethod
     def from_json(cls, data: Sequence[Sequence[str]]) -> Signature:
-        # two lists: a signature stored before `figures` existed
-        figures = frozenset(data[2]) if len(data) > 2 else frozenset()
-        return cls(frozenset(data[0]), frozenset(data[1]), figures)
+        return cls(tuple(data[0]), frozenset(data[1]), frozenset(data[2]))
 
     def pack(self) -> str:
         """The stored form: each entry is decoded again for every later entry it is a
-        candidate of, and splitting space-separated terms (which are `\\w+` words, so
-        never hold a space or a newline) is several times cheaper than JSON."""
-        return "\n".join(" ".join(sorted(part)) for part in (self.title, self.lead, self.figures))
+        candidate of, and splitting space-separated terms (which are `\\w+` words or
+        "@"-dates, so never hold a space or a newline) is several times cheaper than
+        JSON. The title keeps its order (entities.substituted reads positions)."""
+        return "\n".join(
+            (" ".join(self.order), " ".join(sorted(self.lead)), " ".join(sorted(self.entities)))
+        )
 
     @classmethod
     def unpack(cls, text: str) -> Signature:
-        """`pack`'s inverse; also reads the JSON form stored before it."""
+        """`pack`'s inverse; also reads the JSON form (`to_json`)."""
         if text.startswith("["):
             return cls.from_json(json.loads(text))
-        title, lead, figs = text.split("\n")
-        return cls(frozenset(title.split()), frozenset(lead.split()), frozenset(figs.split()))
+        title, lead, ents = text.split("\n")
+        return cls(tuple(title.split()), frozenset(lead.split()), frozenset(ents.split()))
 
 
 def body_text(title: str, text: str) -> str:
@@ -276,8 +304,10 @@ def analyze(title: str, text: str) -> tuple[Signature, list[str]]:
     words: folding and stemming are most of an entry's dedupe cost."""
     title_tokens = tokens(title)
     title_terms = frozenset(title_tokens)
-    lead = _distinct(_iter_tokens(body_text(title, text)[:LEAD_CHARS]), LEAD_TERMS, title_terms)
-    sig = Signature(title_terms, frozenset(lead), figures(title))
+    body = body_text(title, text)[:LEAD_CHARS]
+    lead = _distinct(_iter_tokens(body), LEAD_TERMS, title_terms)
+    ents = entities.find(title, body, term)
+    sig = Signature(tuple(_distinct(title_tokens, len(title_tokens))), frozenset(lead), ents)
     return sig, _keys(title_tokens, lead)
 
 
@@ -289,9 +319,6 @@ def _keys(title_tokens: Sequence[str], lead: Sequence[str]) -> list[str]:
         return sorted(title_keys)
     room = max(0, min(MAX_KEYS - len(title_keys), MAX_KEYS // 3))
     return sorted(set(title_keys) | set(lead[:room]))
-
-
-_NUMBER = re.compile(r"\d+")
 
 
 def query_keys(keys: Sequence[str], title: frozenset[str], df: Mapping[str, int]) -> list[str]:
@@ -306,14 +333,6 @@ def query_keys(keys: Sequence[str], title: frozenset[str], df: Mapping[str, int]
         return n == 0, n, k not in title, k
 
     return sorted(keys, key=rank)[:QUERY_KEYS]
-
-
-def figures(title: str) -> frozenset[str]:
-    """The numbers in a headline, digits of any script made ASCII."""
-    return frozenset(
-        "".join(str(unicodedata.digit(c)) for c in n).lstrip("0") or "0"
-        for n in _NUMBER.findall(unicodedata.normalize("NFKC", title))
-    )
 
 
 def terms(title: str, text: str) -> set[str]:
@@ -426,6 +445,34 @@ def _weighted_cosine(a: frozenset[str], b: frozenset[str], w: IdfWeights) -> flo
     return math.hypot(*map(w.__getitem__, common)) ** 2 / (w.norm(a) * w.norm(b))
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """How two entries compare, and why: what `similarity` and `explain` report."""
+
+    #: the largest of the scores below, 0.0 when an entity conflict stands; 1.0 is
+    #: exactly at the threshold that applies
+    score: float
+    #: the title cosine, the title+lead cosine and the headline-in-article score,
+    #: each scaled to its own threshold (0.0 when it does not apply)
+    title: float
+    text: float
+    cross: float
+    #: entities both headlines name, and those only one names (the other lacks them)
+    shared: frozenset[str]
+    only_a: frozenset[str]
+    only_b: frozenset[str]
+    #: each headline names something the other lacks (a place, person, team,
+    #: number or date): not one story unless `resolved`
+    conflict: bool
+    #: the texts agree on everything else and each reports the other's entities
+    resolved: bool
+    #: the differing entities take each other's place in otherwise equal headlines
+    positional: bool
+    #: which rule decided: "title", "text", "cross", "entities differ",
+    #: "entities differ, texts agree", "below threshold"
+    rule: str
+
+
 def similarity(
     a: Signature,
     b: Signature,
@@ -433,28 +480,195 @@ def similarity(
     n_docs: int = 0,
     *,
     weights: IdfWeights | None = None,
+    aliases: entities.Aliases | None = None,
 ) -> float:
     """How alike two entries are, in [0, 1], relative to the threshold that applies.
 
     Headline-only pairs use the title cosine against `TITLE_THRESHOLD`; pairs where
     both have text use the cosine of title+lead against `TEXT_THRESHOLD`. The result
     is scaled so that 1.0 always means "exactly at the threshold", letting `decide`
-    rank candidates of both kinds together.
+    rank candidates of both kinds together. Headlines naming different entities
+    score 0 (`compare`).
     """
+    w = weights if weights is not None else IdfWeights(df, n_docs)
+    return compare(a, b, w, aliases).score
+
+
+def _no_numbers(ents: set[str]) -> set[str]:
+    return {e for e in ents if entities.kind(e) != "number"}
+
+
+def _figures(ents: set[str]) -> bool:
+    return any(entities.kind(e) in ("number", "date") for e in ents)
+
+
+def _differing(
+    a: Signature, b: Signature, aliases: entities.Aliases | None
+) -> tuple[set[str], set[str], set[str], bool]:
+    """(shared, only in a, only in b, positional) entities of two headlines.
+
+    An entity of one is shared when the other's headline has it among its
+    entities or its words (a name the other writes in Title Case, a number).
+    `positional` says that one run of entities takes another's place in
+    otherwise equal headlines (`entities.substituted`). There the replaced words
+    of scripts without case count as names: a Hindi or Urdu headline has no
+    capitals to tell "इमरान खान" from a verb."""
+    only_a = {e for e in a.entities if e not in b.entities and e not in b.title}
+    only_b = {e for e in b.entities if e not in a.entities and e not in a.title}
+    if only_a and only_b:
+        only_a = {e for e in only_a if not _same_root(e, b)}
+        only_b = {e for e in only_b if not _same_root(e, a)}
+    shared = set(a.entities | b.entities) - only_a - only_b
+    positional = False
+    if (only_a and only_b) or not (a.cased and b.cased):
+        xa, xb = entities.substituted(a.order, b.order)
+        if xa and xb:
+            ua = {t for t in xa if not entities.cased(t)}
+            ub = {t for t in xb if not entities.cased(t)}
+            only_a |= ua
+            only_b |= ub
+            positional = xa <= (a.entities | ua) and xb <= (b.entities | ub)
+    if aliases:
+        in_a, in_b = aliases.named(a.title), aliases.named(b.title)
+        for name in in_a.keys() & in_b.keys():
+            # one thing written two ways ("LHC", "Lahore High Court")
+            only_a -= in_a[name]
+            only_b -= in_b[name]
+            shared.add("&" + name)
+        only_a |= {"&" + n for n in in_a.keys() - in_b.keys() if not in_a[n] <= b.title}
+        only_b |= {"&" + n for n in in_b.keys() - in_a.keys() if not in_b[n] <= a.title}
+    return shared, only_a, only_b, positional
+
+
+#: a name and a word of the other headline that begin with this many equal letters
+#: are one name in two forms: Russia / Russian, Spain / Spanish, China / Chinese
+ROOT = 5
+
+
+def _same_root(e: str, other: Signature) -> bool:
+    if len(e) < ROOT or entities.kind(e) != "name":
+        return False
+    root = e[:ROOT]
+    return any(t.startswith(root) for t in other.title | other.entities)
+
+
+def _alike_apart_from(a: Signature, b: Signature, only_a: set[str], only_b: set[str]) -> bool:
+    """Whether the headlines are the same words once their own entities are set
+    aside: the template of a recurring item ("Weather in X on D")."""
+    ra, rb = a.title - only_a - a.entities, b.title - only_b - b.entities
+    if not ra or not rb:
+        return not ra and not rb
+    return len(ra & rb) / math.sqrt(len(ra) * len(rb)) >= TEMPLATE_SHARE
+
+
+def _reported(ents: set[str], other: Signature, aliases: entities.Aliases | None) -> bool:
+    """Whether the other entry's title or lead names every one of `ents` (a date by
+    its day and month, a number by its parts of two digits or more: single digits
+    are no term, so a number of them alone is never found)."""
+    named = aliases.named(other.everything) if aliases else {}
+    for e in ents:
+        k = entities.kind(e)
+        if k == "date":
+            if not entities.date_reported(e, other.everything, term):
+                return False
+        elif k == "alias":
+            if e[1:] not in named:
+                return False
+        elif k == "number":
+            parts = [p for p in e.split(".") if len(p) > 1]
+            if not parts or any(p not in other.everything for p in parts):
+                return False
+        elif e not in other.everything:
+            return False
+    return True
+
+
+_NONE: frozenset[str] = frozenset()
+_BELOW = "below threshold"
+
+
+def compare(
+    a: Signature, b: Signature, w: IdfWeights, aliases: entities.Aliases | None = None
+) -> Comparison:
+    """Score two entries and say which rule decided (see the module's doc).
+
+    Two headlines that each name an entity the other lacks (different places,
+    people, teams, numbers or dates, `_differing`) are one story only when both
+    have text, the texts join on their own (`TEXT_THRESHOLD` or `CROSS_THRESHOLD`)
+    and each text reports the other headline's own entities (dates never: a
+    different day is a different edition)."""
     shared = len(a.title & b.title)
     title_score = 0.0
     if shared >= MIN_SHARED:
         # the unweighted cosine of two sets
         title_score = shared / math.sqrt(len(a.title) * len(b.title)) / TITLE_THRESHOLD
-    if a.figures and b.figures and not a.figures & b.figures and title_score >= 1.0:
-        # the same headline words with other figures is a recurring item (the weather
-        # for 8 vs 16 November, Monday's vs Tuesday's market wrap), not one story
-        return 0.0
+    text_score = cross_score = 0.0
     if a.lead and b.lead:
-        w = weights if weights is not None else IdfWeights(df, n_docs)
         text_score = _weighted_cosine(a.everything, b.everything, w) / TEXT_THRESHOLD
-        return max(title_score, text_score, _cross(a, b, w) / CROSS_THRESHOLD)
-    return title_score
+        cross_score = _cross(a, b, w) / CROSS_THRESHOLD
+    score = max(title_score, text_score, cross_score)
+    if score < VOTE_LEVEL:
+        # too far apart to join or to bar a story whatever names they hold
+        return Comparison(
+            score,
+            title_score,
+            text_score,
+            cross_score,
+            _NONE,
+            _NONE,
+            _NONE,
+            False,
+            False,
+            False,
+            _BELOW,
+        )
+    both, only_a, only_b, positional = _differing(a, b, aliases)
+    conflict = bool(only_a and only_b) and (
+        positional
+        or (_figures(only_a) and _figures(only_b))
+        or (
+            _alike_apart_from(a, b, only_a, only_b)
+            and len(entities.names_only(both)) < SHARED_NAMES
+        )
+    )
+    # a number only one side has is a detail the other left out ("14-year-old"); a
+    # number against a number is the figure itself, which the other text must report
+    figures = _figures(only_a) and _figures(only_b)
+    resolved = (
+        conflict
+        and max(text_score, cross_score) >= 1.0
+        and _reported(only_a if figures else _no_numbers(only_a), b, aliases)
+        and _reported(only_b if figures else _no_numbers(only_b), a, aliases)
+    )
+    if conflict and not resolved:
+        rule = "entities differ"
+        final = 0.0
+    elif resolved:
+        rule = "entities differ, texts agree"
+        final = max(text_score, cross_score)
+    else:
+        final = score
+        if score < 1.0:
+            rule = "below threshold"
+        elif score == title_score:
+            rule = "title"
+        elif score == text_score:
+            rule = "text"
+        else:
+            rule = "cross"
+    return Comparison(
+        final,
+        title_score,
+        text_score,
+        cross_score,
+        frozenset(both),
+        frozenset(only_a),
+        frozenset(only_b),
+        conflict,
+        resolved,
+        positional,
+        rule,
+    )
 
 
 def _cross(a: Signature, b: Signature, w: IdfWeights) -> float:
@@ -508,6 +722,82 @@ def link_story(entry: models.Entry, mates: Sequence[models.LinkMate]) -> int | N
     return None
 
 
+def fade(distance: timedelta, window: timedelta) -> float:
+    """The factor a score is divided by for two entries `distance` apart (`DECAY`)."""
+    scale = DECAY * window or timedelta(seconds=1)  # a zero window still compares
+    return 1.0 + (distance / scale) ** 2
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why two entries are or are not one story (`explain`)."""
+
+    one_story: bool
+    comparison: Comparison
+    #: the time between them and the factor every score was divided by
+    apart: timedelta
+    fade: float
+    #: the comparison's best score after fading; 1.0 is the threshold
+    score: float
+    #: what decided: the comparison's rule, or "same feed", "outside the window"
+    rule: str
+
+
+def explain(
+    a: Signature,
+    b: Signature,
+    *,
+    a_published: datetime,
+    b_published: datetime,
+    same_feed: bool,
+    window: timedelta,
+    df: Mapping[str, int] | None = None,
+    n_docs: int = 0,
+    aliases: entities.Aliases | None = None,
+) -> Explanation:
+    """`decide`'s judgement of one pair, with the reason: the scores, the shared and
+    differing entities, the rule that decided. (A story has more members than one;
+    `decide` also counts their votes.)"""
+    cmp = compare(b, a, IdfWeights(df, n_docs), aliases)
+    apart = abs(a_published - b_published)
+    f = fade(apart, window)
+    score = max(cmp.title, cmp.text, cmp.cross) / f
+    if same_feed:
+        return Explanation(False, cmp, apart, f, score, "same feed")
+    if apart > window:
+        return Explanation(False, cmp, apart, f, score, "outside the window")
+    if cmp.conflict and not cmp.resolved:
+        return Explanation(False, cmp, apart, f, score, cmp.rule)
+    score = cmp.score / f
+    rule = cmp.rule if score >= 1.0 else "below threshold"
+    return Explanation(score >= 1.0, cmp, apart, f, score, rule)
+
+
+def term(word: str, key: str) -> str | None:
+    """The clustering term of one folded word and its text-core key (None for a
+    stopword or noise): what entities are written in."""
+    return _term(word, key)
+
+
+def aliases_of(table: Mapping[str, Sequence[str]]) -> entities.Aliases:
+    """The config's `[aliases]` as entities, built once per table."""
+    return entities.compile_aliases(table, _term)
+
+
+def decide_scored(
+    entry: models.Entry,
+    candidates: Sequence[Candidate],
+    *,
+    now: datetime,
+    window: timedelta,
+    sig: Signature | None = None,
+    weights: IdfWeights | None = None,
+    aliases: entities.Aliases | None = None,
+) -> tuple[int | None, float]:
+    """`decide`, with the joined story's score (for the log)."""
+    return _decide(entry, candidates, now, window, None, 0, sig, weights, aliases)
+
+
 def decide(
     entry: models.Entry,
     candidates: Sequence[Candidate],
@@ -518,26 +808,53 @@ def decide(
     n_docs: int = 0,
     sig: Signature | None = None,
     weights: IdfWeights | None = None,
+    aliases: entities.Aliases | None = None,
 ) -> int | None:
     """The story the entry joins, or None for a new story.
 
     Deterministic: ties go to the lower story id. `now` bounds the entry's time (a
     feed may claim a future date); candidates further than `window` from it are
     ignored, as are stories that already carry an entry of the same feed. Each
-    candidate's score fades with its distance in time (`DECAY`).
+    candidate's score fades with its distance in time (`DECAY`). A story whose
+    closest member is the same template about another place, person or team
+    (`Comparison.positional`) is not joined through its other members: those are
+    the look-alike's retellings.
     """
+    return _decide(entry, candidates, now, window, df, n_docs, sig, weights, aliases)[0]
+
+
+def _decide(
+    entry: models.Entry,
+    candidates: Sequence[Candidate],
+    now: datetime,
+    window: timedelta,
+    df: Mapping[str, int] | None,
+    n_docs: int,
+    sig: Signature | None,
+    weights: IdfWeights | None,
+    aliases: entities.Aliases | None,
+) -> tuple[int | None, float]:
     at = min(entry.published, now)
-    fade = DECAY * window or timedelta(seconds=1)  # a zero window still compares same-time entries
+    scale = DECAY * window or timedelta(seconds=1)  # as `fade`
     mine = sig or signature(entry.title, entry.text)
     if weights is None:
         weights = IdfWeights(df, n_docs)
     best: dict[int, float] = {}
     votes: dict[int, int] = {}
+    barred: dict[int, float] = {}
     for c in candidates:
         if entry.feed in c.feeds or abs(at - c.published) > window:
             continue
-        score = similarity(mine, c.sig or signature(c.title, c.text), weights=weights)
-        score /= 1.0 + (abs(at - c.published) / fade) ** 2
+        cmp = compare(mine, c.sig or signature(c.title, c.text), weights, aliases)
+        if cmp.score == 0.0 and not cmp.conflict:
+            continue
+        f = 1.0 + (abs(at - c.published) / scale) ** 2
+        if cmp.conflict and not cmp.resolved:
+            near = max(cmp.title, cmp.text, cmp.cross) / f
+            if near >= 1.0 and cmp.positional:
+                barred[c.story_id] = max(near, barred.get(c.story_id, 0.0))
+            continue
+        score = cmp.score / f
         if score >= VOTE_LEVEL:
             votes[c.story_id] = votes.get(c.story_id, 0) + 1
         best[c.story_id] = max(score, best.get(c.story_id, 0.0))
@@ -546,9 +863,12 @@ def decide(
     ok = [
         (votes.get(sid, 0), score, -sid)
         for sid, score in best.items()
-        if score >= 1.0 or votes.get(sid, 0) >= VOTES
+        if score > barred.get(sid, 0.0) and (score >= 1.0 or votes.get(sid, 0) >= VOTES)
     ]
-    return -max(ok)[2] if ok else None
+    if not ok:
+        return None, 0.0
+    chosen = max(ok)
+    return -chosen[2], chosen[1]
 
 
 def stored_terms(sig: str) -> frozenset[str]:

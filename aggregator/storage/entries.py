@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from aggregator.models import Entry
-from aggregator.storage.base import StoreBase, ts
+from aggregator.storage.base import StoreBase, parse_ts, ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +142,18 @@ class EntriesMixin(StoreBase):
     def entry_count(self) -> int:
         """Stored entries (the N of IDF); read once per feed poll, not per entry."""
         return int(self._one("SELECT count(*) FROM entries"))
+
+    def entry_for_explain(self, url: str) -> dict[str, Any] | None:
+        """A stored entry by its link, with what `aggregator explain` shows: feed,
+        title, text, published (aware UTC), story id and the stored signature."""
+        row = self.conn.execute(
+            "SELECT id, feed, title, text, published, story_id, sig FROM entries "
+            "WHERE link = ? OR canonical_link = ? ORDER BY id LIMIT 1",
+            (url, url),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "feed", "title", "text", "published", "story_id", "sig")
+        out = dict(zip(keys, row, strict=True))
+        out["published"] = parse_ts(out["published"])
+        return out
