@@ -30,11 +30,9 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    third score asks how much of each *headline* the other article reports
    (IDF-weighted containment of title terms in the other's title+lead): two
    outlets' headlines on one event often share a word or two, but each names
-   the same people, places and figures in its text. This moved the pairs set
-   from 0.853 to 0.907 where no cosine variant (term frequencies, longer lead,
-   title boost) passed 0.87. A headline of fewer than `CROSS_MIN_TITLE` terms
-   gets no containment score: two generic words are found in many articles (one
-   wrong pair of the set, a programme teaser, went with it: 0.907 -> 0.920).
+   the same people, places and figures in its text. A headline of fewer than
+   `CROSS_MIN_TITLE` terms gets no containment score: two generic words are
+   found in many articles.
    Headlines that each name an entity the other lacks (`entities`: a place,
    person, organisation, team, number or date; "Прогноз погоды на 8 ноября" /
    "на 16 ноября", "Weather in Brest" / "in Gomel") never join when the
@@ -50,14 +48,9 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    "Business Highlights", daily briefs), a merge that hides news. Squared, so an
    hour or two apart costs nothing (linear fading lost a borderline pair polled
    an hour apart) while a day apart halves the score: the same headline joins
-   only within half the window, a weak match only within hours. On dev.jsonl,
-   in product-like poll orders, it raised pairwise precision from 0.970-0.984 to
-   0.988-0.996 at nearly the same recall, which made room to lower `TITLE_THRESHOLD`
-   from 0.5 to 0.45 (with `VOTES` raised from 2 to 3) for recall. The factor
-   does not depend on arrival order, so the product's figures steadied too.
-   (dev.jsonl's times are collection times, nearly equal within a gold story, so
-   it cannot show what fading costs in recall; 24h is set from how news recurs,
-   not fitted: 4h-8h scored higher on it.)
+   only within half the window, a weak match only within hours. The factor does
+   not depend on arrival order. 24h is set from how news recurs, not fitted to
+   dev.jsonl (whose times are collection times).
 5. A story qualifies when one of its members clears the threshold, or when
    `VOTES` members come within `VOTE_LEVEL` of it. Among qualifying stories the
    one with the most such members wins, then the closest: growing the established
@@ -124,17 +117,11 @@ RU_PREFIX = 5
 #: the store fetches only entries sharing at least this many of the new one's `query_keys`
 MIN_SHARED_KEYS = MIN_SHARED
 #: ...and of those, the ones sharing the most keys, at most this many: a bound on
-#: one entry's comparisons. Through the product (`bench/dedup_eval.py
-#: --through-product`) 50 scores as 200 did: B-cubed F1 0.530 vs 0.531, pairwise
-#: precision 0.995 vs 0.992, the labelled pairs identical
+#: one entry's comparisons (50 scores as 200 did: bench/README.md)
 MAX_CANDIDATES = 50
 #: candidates are looked up by an entry's rarest keys only, at most this many: a
 #: near-duplicate shares the names, places and figures, and the common keys brought
-#: mostly entries of other stories to compare (a 300-feed cold poll's writer: 19.6 s
-#: -> 10.5 s). `bench/dedup_eval.py` in process scores exactly as with all 30 keys;
-#: through the product (whose thread timing varies the figures run to run) B-cubed F1
-#: 0.515-0.527 over thirteen runs (nine before keys of count 0 went last, four
-#: after) against 0.523-0.529 over four with all keys, the labelled pairs identical
+#: mostly entries of other stories to compare (the figures: bench/README.md)
 QUERY_KEYS = 12
 
 # Stopwords are matched after folding, before stemming. Short lists on purpose: the
