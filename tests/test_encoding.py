@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator import models
 from aggregator.ingest import parse
 from tests.conftest import toml_config
 from tests.feedserver import FeedServer
@@ -43,7 +44,7 @@ def clean(name: str) -> bytes:
     return (FEEDS / f"{name}.utf8.xml").read_bytes()
 
 
-def titles(feed: parse.models.ParsedFeed) -> list[str]:
+def titles(feed: models.ParsedFeed) -> list[str]:
     return [e.title for e in feed.entries]
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from aggregator.errors import ParseError
 from aggregator.ingest import parse
+from aggregator.ingest.parse import entries as parse_entries
 
 #: trimmed real feeds, each with what feedparser (or `json`) reads in it beside it;
 #: made from the full corpus by tests/feeds/trim.py
@@ -237,8 +238,8 @@ def test_relative_links_plain_and_xml_base() -> None:
 def test_relative_links_in_item_html(markup: str, relative: bool) -> None:
     """Item HTML goes through lxml only when it may hold a relative link, whatever
     its case; an absolute-only fragment comes back as it was."""
-    assert parse._has_relative_link(markup) is relative
-    out = parse._absolute_links(markup, "https://outlet.example.pk/news/")
+    assert parse_entries._has_relative_link(markup) is relative
+    out = parse_entries._absolute_links(markup, "https://outlet.example.pk/news/")
     if not relative:
         assert out == markup
     elif "href" in markup.lower():
