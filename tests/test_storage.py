@@ -1,0 +1,250 @@
+"""Each storage module on its own, on a real SQLite file: schema, the connection's
+transactions, feeds, entries, stories, terms, topics, what publish reads, retention
+and the batched writer."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from aggregator.match import dedupe
+from aggregator.models import FeedUpdate
+from aggregator.storage import schema, store
+from aggregator.storage.writer import GroupWriter
+from tests.conftest import entry
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> store.Store:
+    s = store.Store(tmp_path / "a.db")
+    s.sync_feeds([("dawn", "https://dawn.example/feed"), ("tass", "https://tass.example/rss")])
+    yield s
+    s.close()
+
+
+def add(
+    db: store.Store, feed: str, title: str, *, link: str | None = None, at: datetime = NOW
+) -> tuple[int, int]:
+    """One entry in a story of its own: (entry id, story id)."""
+    e = dataclasses.replace(entry(title, "Body of " + title, feed, at=at), link=link)
+    e = dataclasses.replace(e, canonical_link=link)
+    sig, keys = dedupe.analyze(e.title, e.text)
+    sid = db.new_story(at, at, "h")
+    eid = db.insert_entry(e, sid, at, sig.pack())
+    db.add_entry_keys(eid, keys, at)
+    return eid, sid
+
+
+# --- schema.py and base.py ----------------------------------------------------------------
+
+
+def test_schema_creates_every_table_and_leaves_nothing_pending(db: store.Store) -> None:
+    tables = {r[0] for r in db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"feeds", "entries", "stories", "entry_keys", "topic_stories", "entry_seen"} <= tables
+    assert schema.migrations().pending(sqlite_utils.Database(db.conn)) == []
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_write_is_all_or_nothing_and_a_savepoint_rolls_back_alone(db: store.Store) -> None:
+    with pytest.raises(RuntimeError), db.write():
+        add(db, "dawn", "Lost with its transaction")
+        raise RuntimeError
+    assert db.entry_count() == 0
+    with db.write():
+        add(db, "dawn", "Kept")
+        with pytest.raises(RuntimeError), db.savepoint():
+            add(db, "tass", "Rolled back alone")
+            raise RuntimeError
+    assert db.entry_count() == 1
+
+
+def test_times_are_stored_in_a_fixed_width_that_sorts_as_time() -> None:
+    a, b = NOW, NOW + timedelta(microseconds=1)
+    assert store.ts(a) < store.ts(b) and len(store.ts(a)) == len(store.ts(b))
+    assert store.parse_ts(store.ts(a)) == a
+
+
+# --- feeds.py -----------------------------------------------------------------------------
+
+
+def test_a_poll_outcome_is_one_record_read_back_as_state_and_status(db: store.Store) -> None:
+    assert db.never_fetched(["dawn", "tass"]) == 2
+    with db.write():
+        db.record_fetch(
+            FeedUpdate(
+                "dawn", at=NOW, success=True, status=200, etag='"e1"', failures=0,
+                next_poll=NOW + timedelta(minutes=15), next_reason="interval",
+                item_digests=b"12345678", full_read=True,
+                counts={"read": 3, "new": 2, "skipped": {"repeated_guid": 1}},
+            )
+        )  # fmt: skip
+        db.record_fetch(
+            FeedUpdate("tass", at=NOW, success=False, status=503, error="HTTP 503", failures=1)
+        )
+    state = db.feed_state("dawn")
+    assert state.etag == '"e1"' and db.item_digests("dawn") == b"12345678"
+    assert db.full_read_at("dawn") == NOW and db.never_fetched(["dawn", "tass"]) == 0
+    statuses = {s.name: s for s in db.feed_statuses()}
+    assert statuses["dawn"].last_counts == {"read": 3, "new": 2, "skipped": {"repeated_guid": 1}}
+    assert statuses["dawn"].skipped["repeated_guid"] == 1
+    assert statuses["tass"].last_error == "HTTP 503" and statuses["tass"].failures == 1
+    assert statuses["tass"].last_success is None
+
+
+# --- entries.py ---------------------------------------------------------------------------
+
+
+def test_an_entry_is_found_by_key_edited_in_place_and_marked_seen(db: store.Store) -> None:
+    with db.write():
+        eid, sid = add(db, "dawn", "Headline", link="https://dawn.example/a")
+    found = db.entry_by_key("dawn", "Headline")
+    assert found is not None and (found.id, found.story_id) == (eid, sid)
+    edited = dataclasses.replace(
+        entry("Headline", "New body", "dawn", at=NOW),
+        content_hash="v2",
+        link="https://dawn.example/a",
+        canonical_link="https://dawn.example/a",
+    )
+    with db.write():
+        db.update_entry(eid, edited, NOW + timedelta(hours=1))
+        db.mark_seen("dawn", ["Headline"], NOW + timedelta(hours=2))
+    assert db.entry_by_key("dawn", "Headline").content_hash == "v2"  # type: ignore[union-attr]
+    assert db.entry_hashes("dawn") == {"Headline": "v2"}
+    seen = db.conn.execute("SELECT last_seen FROM entry_seen WHERE entry_id = ?", (eid,))
+    assert store.parse_ts(seen.fetchone()[0]) == NOW + timedelta(hours=2)
+    assert db.entry_by_link("https://dawn.example/a") is not None
+
+
+# --- stories.py ---------------------------------------------------------------------------
+
+
+def test_stories_by_link_guid_and_shared_keys(db: store.Store) -> None:
+    with db.write():
+        _, sid = add(db, "dawn", "Pakistan and Russia sign gas pipeline deal", link="https://x/p")
+        add(db, "dawn", "Cricket: Lahore wins the final", at=NOW - timedelta(days=5))
+    [mate] = db.link_mates("https://x/p", "tass")
+    assert mate.story_id == sid and mate.text is None  # another feed's text is never read
+    keys = dedupe.index_keys("Russia and Pakistan gas pipeline", "Gas pipeline deal signed")
+    rows = db.candidate_entries(keys, NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert [r.story_id for r in rows] == [sid]  # the cricket story is outside the window
+    assert db.story_feeds(sid) == {"dawn"} and db.story_by_guid(None) is None
+
+
+# --- terms.py -----------------------------------------------------------------------------
+
+
+def test_logged_term_counts_fold_into_the_frequencies(db: store.Store) -> None:
+    with db.write():
+        db.add_term_counts({"wheat": 2})
+        db.log_term_counts({"wheat": 1, "karachi": 1})
+    assert db.document_frequencies(["wheat", "karachi"]) == {"wheat": 2}  # logged: not yet
+    with db.write():
+        db.fold_term_counts()
+    assert db.document_frequencies(["wheat", "karachi"]) == {"wheat": 3, "karachi": 1}
+
+
+# --- topics.py and views.py ----------------------------------------------------------------
+
+
+def test_a_topic_holds_stories_and_publish_reads_them_newest_first(db: store.Store) -> None:
+    with db.write():
+        db.reset_topic("pk", "{}")
+        _, old = add(db, "dawn", "Older story", at=NOW - timedelta(hours=2))
+        _, new = add(db, "tass", "Newer story", at=NOW)
+        db.add_new_story_to_topics(old, NOW - timedelta(hours=2), {"pk": ("older",)})
+        assert db.add_topic_story("pk", new, ["newer"]) is True
+        assert db.add_topic_story("pk", new, ["newer"]) is False  # nothing new
+        db.bump_topics_of([old, new])
+    titles = {"dawn": "Dawn", "tass": "TASS"}
+    feed = db.topic_feed("pk", "Pakistan", None, "http://h", 10, titles)
+    assert [i.title for i in feed.items] == ["Newer story", "Older story"]
+    assert feed.items[0].source == "TASS" and feed.items[0].matched == ("newer",)
+    first = db.topic_story_page("pk", 1, titles)
+    assert [s.item.title for s in first.stories] == ["Newer story"] and first.older
+    second = db.topic_story_page("pk", 1, titles, first.older)
+    assert [s.item.title for s in second.stories] == ["Older story"] and second.older is None
+    with pytest.raises(ValueError):
+        db.topic_story_page("pk", 1, titles, "not-a-cursor")
+    with db.write():
+        db.drop_topics_except([])
+    assert db.topic_feed("pk", "P", None, "http://h", 10, titles).items == ()
+
+
+# --- retention.py -------------------------------------------------------------------------
+
+
+def test_retention_removes_only_what_is_old_and_no_longer_carried(db: store.Store) -> None:
+    old = NOW - timedelta(days=100)
+    with db.write():
+        kept, _ = add(db, "dawn", "Still in the feed", at=old)
+        add(db, "dawn", "Gone from the feed", at=old)
+        db.record_fetch(FeedUpdate("dawn", at=NOW, success=True, status=200, full_read=True))
+        db.mark_seen("dawn", ["Still in the feed"], NOW)
+    assert db.prune(NOW - timedelta(days=90), terms_of=dedupe.stored_terms) == {"dawn": 1}
+    assert [r[0] for r in db.conn.execute("SELECT id FROM entries")] == [kept]
+
+
+# --- writer.py ----------------------------------------------------------------------------
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.ended: list[bool] = []
+        self.flushed = 0
+
+    def end_job(self, ok: bool) -> None:
+        self.ended.append(ok)
+
+    def flush(self) -> None:
+        self.flushed += 1
+
+
+def test_the_writer_commits_each_job_or_rolls_back_that_job_alone(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    store.Store(path).close()
+    batches: list[_Batch] = []
+
+    def begin(_: store.Store) -> _Batch:
+        batches.append(_Batch())
+        return batches[-1]
+
+    writer = GroupWriter(path, begin)
+
+    titles = iter(["Stored 1", "Stored 2"])
+
+    def ok(w: store.Store, _: _Batch) -> int:
+        return add(w, "dawn", next(titles))[0]
+
+    def fails(w: store.Store, _: _Batch) -> int:
+        add(w, "dawn", "Rolled back")
+        raise ValueError("this feed's write failed")
+
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO feeds(name, config_url, url) VALUES ('dawn', 'u', 'u')")
+    errors: list[BaseException] = []
+
+    def run(fn: object) -> None:
+        try:
+            writer.run(fn)  # type: ignore[arg-type]
+        except ValueError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in (ok, fails, ok)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    writer.close()
+    assert len(errors) == 1 and sum(b.flushed for b in batches) == len(batches)
+    assert sorted(ok for b in batches for ok in b.ended) == [False, True, True]
+    with sqlite3.connect(path) as conn:
+        stored = sorted(t for (t,) in conn.execute("SELECT title FROM entries"))
+    assert stored == ["Stored 1", "Stored 2"]
