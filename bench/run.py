@@ -106,11 +106,11 @@ def median(xs: Sequence[float]) -> float:
 
 
 @contextmanager
-def farm(feeds: int, new: int, latency: float) -> Iterator[str]:
+def farm(feeds: int, new: int, latency: float, headlines: str = "plain") -> Iterator[str]:
     """Start bench/farm.py in its own process; yields its base URL."""
     proc = subprocess.Popen(
         [PY, str(ROOT / "bench" / "farm.py"), "--feeds", str(feeds), "--new", str(new)]
-        + ["--latency", str(latency)],
+        + ["--latency", str(latency), "--headlines", headlines],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -308,9 +308,9 @@ PHASES = ("cold", "warm", "changed")
 
 def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    for n in args.feeds:
+    for headlines, n in ((h, n) for n in args.feeds for h in args.headlines):
         figures: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        with farm(n, args.new, args.latency) as base:
+        with farm(n, args.new, args.latency, headlines) as base:
             for run in range(args.runs):
                 for system in args.systems:
                     with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
@@ -339,7 +339,7 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 )
                             figures.setdefault((system, phase), []).append(r)
                             print(
-                                f"  N={n} run={run} {system:<6} {phase:<7} "
+                                f"  {headlines} N={n} run={run} {system:<6} {phase:<7} "
                                 f"{r['seconds']:7.2f}s {r['maxrss_mib']:6.0f} MiB "
                                 f"new={r['new']} {r['statuses']}",
                                 file=sys.stderr,
@@ -348,7 +348,7 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
         for phase in PHASES:
             if phase not in args.phases:
                 continue
-            row: dict[str, Any] = {"feeds": n, "phase": phase}
+            row: dict[str, Any] = {"headlines": headlines, "feeds": n, "phase": phase}
             for system in args.systems:
                 rs = figures.get((system, phase), [])
                 row[f"{system}_s"] = median([r["seconds"] for r in rs])
@@ -369,13 +369,16 @@ def print_poll(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             else ""
         )
     )
-    print("| feeds | phase | ours s | reader s | ratio | ours MiB | reader MiB | ratio |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| headlines | feeds | phase | ours s | reader s | ratio | ours MiB | reader MiB | ratio |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ours, ref = r.get("ours_s", float("nan")), r.get("reader_s", float("nan"))
         om, rm = r.get("ours_mib", float("nan")), r.get("reader_mib", float("nan"))
         print(
-            f"| {r['feeds']} | {r['phase']} | {ours:.2f} | {ref:.2f} | {ours / ref:.2f}x "
+            f"| {r['headlines']} | {r['feeds']} | {r['phase']} "
+            f"| {ours:.2f} | {ref:.2f} | {ours / ref:.2f}x "
             f"| {om:.0f} | {rm:.0f} | {om / rm:.2f}x |"
         )
 
@@ -606,6 +609,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--new", type=int, default=3, help="K: new items per feed per round")
     ap.add_argument("--latency", type=float, default=0.0, help="farm latency per answer, ms")
+    ap.add_argument(
+        "--headlines",
+        nargs="+",
+        default=["plain", "templated"],
+        choices=("plain", "templated"),
+        help="poll: the farms' headlines (bench/farm.py --headlines), each run side by side",
+    )
     ap.add_argument("--systems", nargs="+", default=["ours", "reader"])
     ap.add_argument("--profile", help="folder for cProfile output of our first run")
     ap.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)
