@@ -243,6 +243,31 @@ def child_reader(db_path: str, base: str, feeds: int, workers: int) -> dict[str,
     }
 
 
+READER_POLL = (
+    "import sys\n"
+    "from reader import make_reader\n"
+    "make_reader(sys.argv[1]).update_feeds(scheduled=False, workers=int(sys.argv[2]))\n"
+)
+
+
+def whole_process(system: str, cfg: Path, folder: Path, workers: int) -> dict[str, Any]:
+    """One poll timed from process start to exit, interpreter and imports included:
+    `aggregator poll` for ours, a script calling `update_feeds` for reader."""
+    if system == "ours":
+        cmd = [str(Path(PY).with_name("aggregator")), "--config", str(cfg), "poll"]
+    else:
+        cmd = [PY, "-c", READER_POLL, str(folder / "reader.sqlite"), str(workers)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sampler = TreeMemory(proc.pid)
+    returncode = proc.wait()
+    seconds = time.perf_counter() - started
+    peak = sampler.stop()
+    if returncode != 0:
+        raise RuntimeError(f"{cmd} exited with {returncode}")
+    return {"seconds": seconds, "maxrss_mib": peak / 1024, "new": 0, "statuses": {}}
+
+
 def _tree_rss_kib(pid: int) -> int:
     """Memory of a process and all its descendants (parse workers too), as PSS: pages
     the processes share (libraries) are split between them, not counted in each."""
@@ -338,6 +363,11 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
                                     + [str(args.workers)]
                                 )
                             figures.setdefault((system, phase), []).append(r)
+                            if phase == "warm":
+                                # as cron runs it: the whole process, start to exit
+                                figures.setdefault((system, "warm-process"), []).append(
+                                    whole_process(system, cfg, folder, args.workers)
+                                )
                             print(
                                 f"  {headlines} N={n} run={run} {system:<6} {phase:<7} "
                                 f"{r['seconds']:7.2f}s {r['maxrss_mib']:6.0f} MiB "
@@ -345,8 +375,8 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
                                 file=sys.stderr,
                                 flush=True,
                             )
-        for phase in PHASES:
-            if phase not in args.phases:
+        for phase in (*PHASES, "warm-process"):
+            if phase.split("-")[0] not in args.phases:
                 continue
             row: dict[str, Any] = {"headlines": headlines, "feeds": n, "phase": phase}
             for system in args.systems:

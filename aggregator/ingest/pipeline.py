@@ -226,12 +226,15 @@ def _find_story(
     if story_id is not None:
         return story_id
     window = poller.config.dedupe.window
+    plan = dedupe.key_plan(p.keys, p.sig.title, freq.counts(p.keys), freq.n_docs())
     rows = db.candidate_entries(
-        dedupe.query_keys(p.keys, p.sig.title, freq.counts(p.keys)),
+        [k.key for k in plan],
         entry.published - window,
         entry.published + window,
         min_shared=dedupe.MIN_SHARED_KEYS,
         limit=dedupe.MAX_CANDIDATES,
+        weights=[k.weight for k in plan],
+        rare=[k.rare for k in plan],
     )
     if not rows:
         return None
