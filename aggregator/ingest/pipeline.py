@@ -235,7 +235,9 @@ def _find_story(
         limit=dedupe.MAX_CANDIDATES,
         weights=[k.weight for k in plan],
         rare=[k.rare for k in plan],
+        common_limit=dedupe.COMMON_CANDIDATES,
     )
+    log.debug("%s: %r: %d candidates", entry.feed, entry.title, len(rows))
     if not rows:
         return None
     candidates = [

@@ -120,9 +120,11 @@ MIN_SHARED_KEYS = MIN_SHARED
 #: this many: the bound on one entry's comparisons, whatever the store holds
 MAX_CANDIDATES = 50
 #: a key more than this share of stored entries hold is a template's word ("weather
-#: in", "court adjourns hearing"): a look-alike shares those and nothing rarer, so a
-#: candidate must share at least one key under this share (if the entry has one)
+#: in", "court adjourns hearing"): a look-alike shares those and nothing rarer...
 COMMON_SHARE = 0.01
+#: ...so of the candidates sharing no rarer key, at most this many are compared:
+#: there are more of them with every stored look-alike
+COMMON_CANDIDATES = 30
 #: ...and no key is common while fewer entries than this hold it: a young store's
 #: counts cannot tell a template from the news of the day
 COMMON_MIN = 30
@@ -348,8 +350,9 @@ def key_plan(
 
     A copy shares names and figures (rare keys); a look-alike from the same template
     shares only the template's words, and there are more of those with every stored
-    look-alike. Requiring a rare key and ranking by shared weight keeps the entries
-    compared to copies, however many look-alikes the store holds.
+    look-alike. Ranking by shared weight, and bounding the candidates that share no
+    rare key (`COMMON_CANDIDATES`), keeps the comparisons per entry flat however
+    many look-alikes the store holds.
     """
     common = max(COMMON_MIN, COMMON_SHARE * n_docs)
     return [
