@@ -13,10 +13,13 @@ measured in the same run on the same machine:
   feed answers 304) and changed (K new items per feed), each phase in a fresh child
   process, first with this project (what `aggregator poll` does, after the config is
   loaded) and then with reader (`update_feeds(scheduled=False, workers=W)`), with the
-  same number of workers. Times are the work inside the child (no interpreter
+  same number of workers, on the plain farm and the templated one (`--headlines`).
+  Times are the work inside the child (no interpreter
   start-up); memory is the peak of the summed PSS (proportional set size: shared
   pages split) of the child and its parse processes, sampled every 10 ms, for both
-  systems (`own_maxrss_mib` in the JSON lines is the child's own peak RSS).
+  systems (`own_maxrss_mib` in the JSON lines is the child's own peak RSS). The
+  warm poll is also timed as a whole process from start to exit (`warm-process`):
+  `aggregator poll`, and a script calling reader's `update_feeds`.
 * **serve**: `aggregator serve` (waitress) after a poll, under wrk with 50
   connections: `/topics/<slug>.atom` plain and conditional (If-None-Match), against
   nginx serving the same bytes from a file, and nginx serving our `export_dir`.
