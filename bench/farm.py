@@ -14,6 +14,11 @@ item in five retells a story that other feeds carry too (same headline, reworded
 body, different link), so dedupe has real work to do. `--latency MS` delays each
 answer, as a distant outlet would.
 
+`--headlines templated` writes every headline from one of a few dozen templates
+with one slot varying ("Weather in <city> on <date>", "<team> beat <team>"), as
+wire, weather, markets and sports desks do: thousands of stored look-alikes share
+all their words but one, which is what makes a candidate stage's cost grow.
+
 The farm is an asyncio server in its own process, so it never competes with the
 poller for the GIL and answers thousands of requests per second on one core. It
 must stay on 127.0.0.1; it serves nothing but generated feeds.
@@ -91,8 +96,63 @@ def _headline(rng: random.Random) -> str:
     return f"{rng.choice(_PLACES)} {v[0]} {v[1]} {rng.choice(_NOUNS)} {v[2]} as {v[3]} {v[4]}"
 
 
+#: templated headlines: one slot ({}) varies, the rest is the desk's fixed wording
+_TEMPLATES = (
+    "Weather in {} on Tuesday: showers and strong winds",
+    "Weather forecast for {} this weekend",
+    "{} beat Lions in the cup quarter-final",
+    "{} draw with Rovers after late equaliser",
+    "Gold price today: {} market update",
+    "Oil prices rise as {} traders watch supply",
+    "Stock market close: {} index ends higher",
+    "Currency rates: {} exchange rate against the dollar",
+    "Court adjourns hearing in {} until next month",
+    "Court ruling expected in {} fraud case",
+    "Police investigate robbery in {} town centre",
+    "Fire crews called to warehouse blaze in {}",
+    "Traffic: delays on the {} motorway after crash",
+    "Railway strike disrupts services in {}",
+    "Port of {} reopens after storm",
+    "Flood warning issued for {} river valley",
+    "Drought hits wheat harvest in {} region",
+    "Earthquake of magnitude 4 shakes {}",
+    "Election results: {} district count completed",
+    "Parliament debates {} budget amendment",
+    "Minister visits {} hospital to open new wing",
+    "Vaccine campaign starts in {} schools",
+    "Teachers strike over pay in {}",
+    "Students protest tuition rise at {} university",
+    "Energy grid outage leaves {} without power",
+    "Pipeline leak reported near {}",
+    "Startup from {} raises funding for satellite launch",
+    "Telecom operator expands network to {}",
+    "Central bank of {} holds interest rates",
+    "Inflation in {} slows for third month",
+    "Trade deal talks with {} resume next week",
+    "Summit delegation arrives in {}",
+    "Sanctions on {} extended by six months",
+    "Ceasefire holds along the {} border",
+    "Refugees cross into {} as fighting continues",
+    "Obituary: {} former mayor dies aged 81",
+)
+_SLOTS = [w.capitalize() for w in _VOCAB[::3]] + _PLACES
+
+
+def _templated(rng: random.Random) -> str:
+    """One of `_TEMPLATES` with its slot filled: look-alikes share every other word."""
+    return rng.choice(_TEMPLATES).format(rng.choice(_SLOTS))
+
+
+#: "plain" or "templated" (`--headlines`)
+HEADLINES = "plain"
+
+
+def _any_headline(rng: random.Random) -> str:
+    return _templated(rng) if HEADLINES == "templated" else _headline(rng)
+
+
 def _story_headline(story: int) -> str:
-    return _headline(random.Random(f"story:{story}"))
+    return _any_headline(random.Random(f"story:{story}"))
 
 
 def _escape(text: str) -> str:
@@ -127,7 +187,7 @@ def news_item(feed: int, n: int, when: datetime, stories: int, story_base: int =
     rng = random.Random(f"{feed}:{n}")
     shared = rng.random() < 0.2
     story = story_base + rng.randrange(0, stories) if shared else None
-    title = _story_headline(story) if story is not None else _headline(rng)
+    title = _story_headline(story) if story is not None else _any_headline(rng)
     # the lead is the item's own (or its story's, reworded): real outlets never
     # share a first paragraph by chance; the rest comes from a shared pool
     lead_rng = random.Random(f"lead:{story}") if story is not None else rng
@@ -304,12 +364,15 @@ async def serve(farm: Farm, port: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global HEADLINES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--feeds", type=int, default=1000)
     ap.add_argument("--new", type=int, default=3, help="new items per feed per round")
     ap.add_argument("--latency", type=float, default=0.0, help="milliseconds per answer")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--headlines", choices=("plain", "templated"), default="plain")
     args = ap.parse_args(argv)
+    HEADLINES = args.headlines
     farm = Farm(args.feeds, args.new, args.latency / 1000)
     try:
         asyncio.run(serve(farm, args.port))

@@ -13,10 +13,13 @@ measured in the same run on the same machine:
   feed answers 304) and changed (K new items per feed), each phase in a fresh child
   process, first with this project (what `aggregator poll` does, after the config is
   loaded) and then with reader (`update_feeds(scheduled=False, workers=W)`), with the
-  same number of workers. Times are the work inside the child (no interpreter
+  same number of workers, on the plain farm and the templated one (`--headlines`).
+  Times are the work inside the child (no interpreter
   start-up); memory is the peak of the summed PSS (proportional set size: shared
   pages split) of the child and its parse processes, sampled every 10 ms, for both
-  systems (`own_maxrss_mib` in the JSON lines is the child's own peak RSS).
+  systems (`own_maxrss_mib` in the JSON lines is the child's own peak RSS). The
+  warm poll is also timed as a whole process from start to exit (`warm-process`):
+  `aggregator poll`, and a script calling reader's `update_feeds`.
 * **serve**: `aggregator serve` (waitress) after a poll, under wrk with 50
   connections: `/topics/<slug>.atom` plain and conditional (If-None-Match), against
   nginx serving the same bytes from a file, and nginx serving our `export_dir`.
@@ -106,11 +109,11 @@ def median(xs: Sequence[float]) -> float:
 
 
 @contextmanager
-def farm(feeds: int, new: int, latency: float) -> Iterator[str]:
+def farm(feeds: int, new: int, latency: float, headlines: str = "plain") -> Iterator[str]:
     """Start bench/farm.py in its own process; yields its base URL."""
     proc = subprocess.Popen(
         [PY, str(ROOT / "bench" / "farm.py"), "--feeds", str(feeds), "--new", str(new)]
-        + ["--latency", str(latency)],
+        + ["--latency", str(latency), "--headlines", headlines],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -243,6 +246,31 @@ def child_reader(db_path: str, base: str, feeds: int, workers: int) -> dict[str,
     }
 
 
+READER_POLL = (
+    "import sys\n"
+    "from reader import make_reader\n"
+    "make_reader(sys.argv[1]).update_feeds(scheduled=False, workers=int(sys.argv[2]))\n"
+)
+
+
+def whole_process(system: str, cfg: Path, folder: Path, workers: int) -> dict[str, Any]:
+    """One poll timed from process start to exit, interpreter and imports included:
+    `aggregator poll` for ours, a script calling `update_feeds` for reader."""
+    if system == "ours":
+        cmd = [str(Path(PY).with_name("aggregator")), "--config", str(cfg), "poll"]
+    else:
+        cmd = [PY, "-c", READER_POLL, str(folder / "reader.sqlite"), str(workers)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sampler = TreeMemory(proc.pid)
+    returncode = proc.wait()
+    seconds = time.perf_counter() - started
+    peak = sampler.stop()
+    if returncode != 0:
+        raise RuntimeError(f"{cmd} exited with {returncode}")
+    return {"seconds": seconds, "maxrss_mib": peak / 1024, "new": 0, "statuses": {}}
+
+
 def _tree_rss_kib(pid: int) -> int:
     """Memory of a process and all its descendants (parse workers too), as PSS: pages
     the processes share (libraries) are split between them, not counted in each."""
@@ -308,9 +336,9 @@ PHASES = ("cold", "warm", "changed")
 
 def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    for n in args.feeds:
+    for headlines, n in ((h, n) for n in args.feeds for h in args.headlines):
         figures: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        with farm(n, args.new, args.latency) as base:
+        with farm(n, args.new, args.latency, headlines) as base:
             for run in range(args.runs):
                 for system in args.systems:
                     with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp:
@@ -338,17 +366,22 @@ def bench_poll(args: argparse.Namespace) -> list[dict[str, Any]]:
                                     + [str(args.workers)]
                                 )
                             figures.setdefault((system, phase), []).append(r)
+                            if phase == "warm":
+                                # as cron runs it: the whole process, start to exit
+                                figures.setdefault((system, "warm-process"), []).append(
+                                    whole_process(system, cfg, folder, args.workers)
+                                )
                             print(
-                                f"  N={n} run={run} {system:<6} {phase:<7} "
+                                f"  {headlines} N={n} run={run} {system:<6} {phase:<7} "
                                 f"{r['seconds']:7.2f}s {r['maxrss_mib']:6.0f} MiB "
                                 f"new={r['new']} {r['statuses']}",
                                 file=sys.stderr,
                                 flush=True,
                             )
-        for phase in PHASES:
-            if phase not in args.phases:
+        for phase in (*PHASES, "warm-process"):
+            if phase.split("-")[0] not in args.phases:
                 continue
-            row: dict[str, Any] = {"feeds": n, "phase": phase}
+            row: dict[str, Any] = {"headlines": headlines, "feeds": n, "phase": phase}
             for system in args.systems:
                 rs = figures.get((system, phase), [])
                 row[f"{system}_s"] = median([r["seconds"] for r in rs])
@@ -369,13 +402,16 @@ def print_poll(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             else ""
         )
     )
-    print("| feeds | phase | ours s | reader s | ratio | ours MiB | reader MiB | ratio |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| headlines | feeds | phase | ours s | reader s | ratio | ours MiB | reader MiB | ratio |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ours, ref = r.get("ours_s", float("nan")), r.get("reader_s", float("nan"))
         om, rm = r.get("ours_mib", float("nan")), r.get("reader_mib", float("nan"))
         print(
-            f"| {r['feeds']} | {r['phase']} | {ours:.2f} | {ref:.2f} | {ours / ref:.2f}x "
+            f"| {r['headlines']} | {r['feeds']} | {r['phase']} "
+            f"| {ours:.2f} | {ref:.2f} | {ours / ref:.2f}x "
             f"| {om:.0f} | {rm:.0f} | {om / rm:.2f}x |"
         )
 
@@ -606,6 +642,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--new", type=int, default=3, help="K: new items per feed per round")
     ap.add_argument("--latency", type=float, default=0.0, help="farm latency per answer, ms")
+    ap.add_argument(
+        "--headlines",
+        nargs="+",
+        default=["plain", "templated"],
+        choices=("plain", "templated"),
+        help="poll: the farms' headlines (bench/farm.py --headlines), each run side by side",
+    )
     ap.add_argument("--systems", nargs="+", default=["ours", "reader"])
     ap.add_argument("--profile", help="folder for cProfile output of our first run")
     ap.add_argument("--phases", nargs="+", default=list(PHASES), choices=PHASES)

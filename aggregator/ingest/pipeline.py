@@ -226,13 +226,18 @@ def _find_story(
     if story_id is not None:
         return story_id
     window = poller.config.dedupe.window
+    plan = dedupe.key_plan(p.keys, p.sig.title, freq.counts(p.keys), freq.n_docs())
     rows = db.candidate_entries(
-        dedupe.query_keys(p.keys, p.sig.title, freq.counts(p.keys)),
+        [k.key for k in plan],
         entry.published - window,
         entry.published + window,
         min_shared=dedupe.MIN_SHARED_KEYS,
         limit=dedupe.MAX_CANDIDATES,
+        weights=[k.weight for k in plan],
+        rare=[k.rare for k in plan],
+        common_limit=dedupe.COMMON_CANDIDATES,
     )
+    log.debug("%s: %r: %d candidates", entry.feed, entry.title, len(rows))
     if not rows:
         return None
     candidates = [

@@ -116,9 +116,18 @@ TEMPLATE_SHARE = 0.45
 RU_PREFIX = 5
 #: the store fetches only entries sharing at least this many of the new one's `query_keys`
 MIN_SHARED_KEYS = MIN_SHARED
-#: ...and of those, the ones sharing the most keys, at most this many: a bound on
-#: one entry's comparisons (50 scores as 200 did: bench/README.md)
+#: ...and of those, the ones sharing the most key weight (`KeyPlan.weight`), at most
+#: this many: the bound on one entry's comparisons, whatever the store holds
 MAX_CANDIDATES = 50
+#: a key more than this share of stored entries hold is a template's word ("weather
+#: in", "court adjourns hearing"): a look-alike shares those and nothing rarer...
+COMMON_SHARE = 0.01
+#: ...so of the candidates sharing no rarer key, at most this many are compared:
+#: there are more of them with every stored look-alike
+COMMON_CANDIDATES = 30
+#: ...and no key is common while fewer entries than this hold it: a young store's
+#: counts cannot tell a template from the news of the day
+COMMON_MIN = 30
 #: candidates are looked up by an entry's rarest keys only, at most this many: a
 #: near-duplicate shares the names, places and figures, and the common keys brought
 #: mostly entries of other stories to compare (the figures: bench/README.md)
@@ -320,6 +329,35 @@ def query_keys(keys: Sequence[str], title: frozenset[str], df: Mapping[str, int]
         return n == 0, n, k not in title, k
 
     return sorted(keys, key=rank)[:QUERY_KEYS]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPlan:
+    """One key of a candidate lookup: what a candidate found under it earns toward
+    being compared (its IDF), and whether it is rare enough to find one alone."""
+
+    key: str
+    weight: float
+    rare: bool
+
+
+def key_plan(
+    keys: Sequence[str], title: frozenset[str], df: Mapping[str, int], n_docs: int
+) -> list[KeyPlan]:
+    """The bounded lookup of an entry's candidates: its `query_keys`, each weighed
+    by its IDF and marked rare unless more than `COMMON_SHARE` of stored entries
+    hold it.
+
+    A copy shares names and figures (rare keys); a look-alike from the same template
+    shares only the template's words, and there are more of those with every stored
+    look-alike. Ranking by shared weight, and bounding the candidates that share no
+    rare key (`COMMON_CANDIDATES`), keeps the comparisons per entry flat however
+    many look-alikes the store holds.
+    """
+    common = max(COMMON_MIN, COMMON_SHARE * n_docs)
+    return [
+        KeyPlan(k, _idf(k, df, n_docs), df.get(k, 0) <= common) for k in query_keys(keys, title, df)
+    ]
 
 
 def terms(title: str, text: str) -> set[str]:

@@ -162,6 +162,10 @@ class Transaction:
         df, added, job = self.stats.df, self.added, self._job_added
         return {t: df[t] + added.get(t, 0) + job.get(t, 0) for t in terms}
 
+    def n_docs(self) -> int:
+        """Stored entries, this transaction's own included."""
+        return (self.stats.n_docs or 0) + self.entries + self._job_entries
+
     def signature(self, entry_id: int, stored: str | None) -> dedupe.Signature | None:
         """A stored entry's signature, decoded once per transaction."""
         if not stored:

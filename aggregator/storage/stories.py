@@ -78,29 +78,46 @@ class StoriesMixin(StoreBase):
         min_shared: int = 1,
         per_key: int = 200,
         limit: int = 200,
+        weights: Sequence[float] | None = None,
+        rare: Sequence[bool] | None = None,
+        common_limit: int | None = None,
     ) -> list[CandidateRow]:
         """Stored entries sharing at least `min_shared` index keys with a new entry,
-        published inside the window, with their story's feeds.
+        published inside the window, with their story's feeds; the `limit` sharing
+        the most weight (`weights`, one per key; 1 each by default) first.
 
         Reads only the index: each key contributes its newest `per_key` postings in
         the window, so a common word costs the same with 10k or 1M entries stored.
+        Of the candidates sharing none of the keys `rare` marks (a template's words
+        only), at most `common_limit` are kept, however many the store holds.
         """
         if not keys:
             return []
+        w = list(weights) if weights is not None else [1.0] * len(keys)
+        r = list(rare) if rare is not None else [True] * len(keys)
         per_key_sql = (
-            "SELECT * FROM (SELECT entry_id FROM entry_keys WHERE key = ? "
-            "AND published BETWEEN ? AND ? ORDER BY published DESC LIMIT ?)"
+            "SELECT entry_id, ? AS w, ? AS rare FROM (SELECT entry_id FROM entry_keys "
+            "WHERE key = ? AND published BETWEEN ? AND ? ORDER BY published DESC LIMIT ?)"
         )
         union = " UNION ALL ".join([per_key_sql] * len(keys))
         params: list[Any] = []
         lo, hi = ts(since), ts(until)
-        for k in keys:
-            params += [k, lo, hi, per_key]
-        rows = self.conn.execute(
-            f"SELECT entry_id, count(*) AS shared FROM ({union}) GROUP BY entry_id "
-            f"HAVING shared >= ? ORDER BY shared DESC, entry_id LIMIT ?",
+        for k, kw, kr in zip(keys, w, r, strict=True):
+            params += [kw, int(kr), k, lo, hi, per_key]
+        found = self.conn.execute(
+            f"SELECT entry_id, count(*) AS shared, sum(w) AS weight, max(rare) AS rare "
+            f"FROM ({union}) GROUP BY entry_id HAVING shared >= ? "
+            f"ORDER BY weight DESC, entry_id LIMIT ?",
             (*params, min_shared, limit),
         ).fetchall()
+        rows = []
+        commons = 0
+        for row in found:
+            if not row[3]:
+                commons += 1
+                if common_limit is not None and commons > common_limit:
+                    continue
+            rows.append(row)
         if not rows:
             return []
         ids = [r[0] for r in rows]
