@@ -13,10 +13,14 @@ from aggregator.config.model import Config, PollingConfig
 from aggregator.config.units import format_duration
 
 
-def _same_feed(url: str) -> str:
+def same_feed(url: str) -> str:
     """A URL as a feed's identity: scheme and host are case-insensitive, a default
-    port or an empty path changes nothing."""
-    parts = urlsplit(url)
+    port or an empty path changes nothing. `check` warns on one feed under two names
+    by it, and `opml import` skips a feed already there by it."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return url.strip()
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     try:
@@ -51,7 +55,7 @@ def warnings(config: Config) -> list[str]:
                 out.append(f"topics[{i}].query (topic '{topic.slug}'): {note}")
     seen: dict[str, tuple[int, str]] = {}
     for i, feed in enumerate(config.feeds):
-        key = _same_feed(feed.url)
+        key = same_feed(feed.url)
         if key in seen:
             first, name = seen[key]
             out.append(

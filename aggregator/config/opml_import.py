@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aggregator.config import Config, parse
+from aggregator.config.checks import same_feed
 from aggregator.config.validate import url_problem as _url_problem
 from aggregator.errors import AggregatorError
 
@@ -295,16 +296,6 @@ def feed_names(outline: Outline) -> Iterable[str]:
         n += 1
 
 
-def _same_url_key(url: str) -> str:
-    """URLs compared case-insensitively in scheme and host only (the path is the server's)."""
-    try:
-        parts = urlsplit(url.strip())
-        netloc = parts.netloc.lower()
-        return parts._replace(scheme=parts.scheme.lower(), netloc=netloc).geturl()
-    except ValueError:
-        return url.strip()
-
-
 # --------------------------------------------------------------------------- importing
 
 
@@ -326,12 +317,12 @@ def import_into_config(opml_path: Path, data: bytes, config: Config) -> ImportRe
             problem = "no feed (an <outline> with an xmlUrl) in this file"
         raise OpmlError(f"{opml_path}: {problem}", reading.warnings)
     result = ImportResult(skipped=reading.skipped, warnings=reading.warnings)
-    known = {_same_url_key(f.url) for f in config.feeds}
+    known = {same_feed(f.url) for f in config.feeds}
     names = {f.name for f in config.feeds}
     seen: set[str] = set()
     new: list[tuple[Outline, str]] = []
     for o in reading.outlines:
-        key = _same_url_key(o.url)
+        key = same_feed(o.url)
         if key in known:
             result.present += 1
             continue
