@@ -60,17 +60,17 @@ def health(config: Config, db: store.Store, now: datetime) -> tuple[bool, dict[s
     every one is failing now (a gone feed counts as failing), and some feed succeeded
     within three intervals. A config without feeds has nothing to fail."""
     statuses = db.feed_statuses()
-    configured = {f.name for f in config.feeds}
-    current = [s for s in statuses if s.name in configured]
+    # the configured feeds' states, as `status` and /feeds judge them
+    current = feed_status.feed_rows(config, statuses)
     interval = config.polling.interval or config.polling.max_interval
     last_success = max((s.last_success for s in statuses if s.last_success), default=None)
     last_poll = max((s.last_fetch for s in statuses if s.last_fetch), default=None)
     started = db.get_meta("daemon_started")
     since = last_success or (datetime.fromisoformat(started) if started else None)
     reason = None
-    if current and not any(s.last_success for s in current):
+    if current and not any(r.last_success for r in current):
         reason = NEVER_FETCHED
-    elif current and all(s.failures or s.gone for s in current):
+    elif current and all(r.state in (feed_status.FAILING, feed_status.GONE) for r in current):
         reason = ALL_FAILING
     elif statuses and since is not None and now - since > 3 * interval:
         reason = STALLED
