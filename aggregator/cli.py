@@ -251,7 +251,9 @@ def check(ctx: click.Context) -> None:
         aggregator --config /etc/aggregator.toml check
     """
     cfg = _load(ctx)
-    for line in config_mod.describe(cfg):
+    from aggregator.ingest.http.fetch import user_agent  # urllib3: for `check` only
+
+    for line in config_mod.describe(cfg, user_agent(cfg.polling.contact)):
         click.echo(line)
     notes = checks.warnings(cfg)
     for note in notes:

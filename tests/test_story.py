@@ -395,7 +395,7 @@ def test_link_story_takes_the_first_mate_that_is_the_same_post() -> None:
     ],
 )
 def test_post_fragment(link: str | None, fragment: str | None) -> None:
-    assert normalize.post_fragment(link) == fragment
+    assert dedupe.post_fragment(link) == fragment
 
 
 def test_items_without_a_guid_on_one_page_keep_their_anchors_apart() -> None:

@@ -103,7 +103,7 @@ def load(path: Path) -> Config:
     return parse(text, Path(path))
 
 
-def describe(config: Config) -> list[str]:
+def describe(config: Config, user_agent: str | None = None) -> list[str]:
     """Human lines for `aggregator check`: what would be polled, stored and published."""
     db = config.database
     server = config.server
@@ -123,9 +123,8 @@ def describe(config: Config) -> list[str]:
         f"{polling.per_host} per host, {polling.max_entries} entries per poll, "
         f"{polling.parse_processes} parse processes"
     )
-    from aggregator.ingest.http.fetch import user_agent  # urllib3: for `check` only
-
-    lines.append(f"user-agent: {user_agent(polling.contact)}")
+    if user_agent is not None:
+        lines.append(f"user-agent: {user_agent}")
     lines.append(f"dedupe: stories joined within {format_duration(config.dedupe.window)}")
     for name, terms in config.aliases.items():
         lines.append(f"alias @{name}: {', '.join(terms)}")

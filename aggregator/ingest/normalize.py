@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
 
 from aggregator import models
+from aggregator.match import dedupe
 from aggregator.text import html_to_text, one_line, xml_text
 
 #: how far after `now` a published date may lie before it counts as a lie
@@ -120,19 +121,6 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
         if pair and not _is_tracker(pair)
     )
     return urlunsplit((parts.scheme, netloc, path, query, ""))
-
-
-def post_fragment(link: str | None) -> str | None:
-    """The fragment of a link when it may name a post on its page, else None.
-
-    Weblogs put a day's posts on one page, each at its anchor (`.../21.html#a060647`):
-    the canonical link drops the fragment, and only this tells those posts apart.
-    A fragment holding "=" is a click tracker (`#xtor=RSS-3`), not an anchor.
-    """
-    if not link or "#" not in link:
-        return None
-    fragment = link.split("#", 1)[1].strip()
-    return fragment if fragment and "=" not in fragment else None
 
 
 def absolute_url(url: str | None, base: str | None = None) -> str | None:
@@ -314,7 +302,7 @@ def identity(entry: models.ParsedEntry, base_url: str | None = None) -> Identity
         key = guid
     elif canonical:
         # the posts of one page are told apart by their anchors
-        fragment = post_fragment(link)
+        fragment = dedupe.post_fragment(link)
         key = f"{canonical}#{fragment}" if fragment else canonical
     elif title:
         # No identity from the feed: the title is what stays put across polls.

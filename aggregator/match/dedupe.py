@@ -70,7 +70,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from aggregator import models
-from aggregator.ingest import normalize
 from aggregator.match import entities
 from aggregator.text import fold, stem, words
 from aggregator.text import keys as word_keys
@@ -714,6 +713,19 @@ def _cross(a: Signature, b: Signature, w: IdfWeights) -> float:
     return (0.5 * min(x, y) + (x + y) / 2) / 1.5
 
 
+def post_fragment(link: str | None) -> str | None:
+    """The fragment of a link when it may name a post on its page, else None.
+
+    Weblogs put a day's posts on one page, each at its anchor (`.../21.html#a060647`):
+    the canonical link drops the fragment, and only this tells those posts apart.
+    A fragment holding "=" is a click tracker (`#xtor=RSS-3`), not an anchor.
+    """
+    if not link or "#" not in link:
+        return None
+    fragment = link.split("#", 1)[1].strip()
+    return fragment if fragment and "=" not in fragment else None
+
+
 def same_post(entry: models.Entry, mate: models.LinkMate) -> bool:
     """Whether a stored entry with the new entry's canonical link is the same post.
 
@@ -725,7 +737,7 @@ def same_post(entry: models.Entry, mate: models.LinkMate) -> bool:
       new id are a re-run, and joining it hides nothing.
     Across feeds only the anchor counts: outlets retitle and rewrite one article.
     """
-    mine, theirs = normalize.post_fragment(entry.link), normalize.post_fragment(mate.link)
+    mine, theirs = post_fragment(entry.link), post_fragment(mate.link)
     if mine and theirs and mine != theirs:
         return False
     if entry.feed == mate.feed:

@@ -218,7 +218,7 @@ def _m0007_feed_entry_counts(db: sqlite_utils.Database) -> None:
 @_migration("0008_entry_keys_with_anchor")
 def _m0008_entry_keys_with_anchor(db: sqlite_utils.Database) -> None:
     # An item without a guid is keyed by its link, now with the anchor that names a
-    # post on its page (normalize.post_fragment): the stored keys follow, so those
+    # post on its page (dedupe.post_fragment): the stored keys follow, so those
     # items are not taken for new ones. OR IGNORE: a key already taken stays.
     db.execute(
         "UPDATE OR IGNORE entries "
