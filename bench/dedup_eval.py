@@ -182,6 +182,14 @@ class MemoryIndex:
         self.df: Counter[str] = Counter()
         self.story_feeds: dict[int, set[str]] = defaultdict(set)
         self.next_story = 1
+        #: story -> the story it was absorbed into (`dedupe.Decision.absorbed`)
+        self.absorbed: dict[int, int] = {}
+
+    def final(self, story: int) -> int:
+        """The story a story id now stands for, after absorptions."""
+        while story in self.absorbed:
+            story = self.absorbed[story]
+        return story
 
     def candidates(
         self, keys: Sequence[str], title: frozenset[str], published: datetime
@@ -216,7 +224,7 @@ class MemoryIndex:
     def add(self, entry: models.Entry, now: datetime | None = None) -> int:
         sig, keys = dedupe.analyze(entry.title, entry.text)
         cands = self.candidates(keys, sig.title, entry.published)
-        story = dedupe.decide(
+        decision = dedupe.decide_story(
             entry,
             cands,
             now=now or entry.published,
@@ -225,6 +233,14 @@ class MemoryIndex:
             n_docs=len(self.entries),
             sig=sig,
         )
+        story = decision.story
+        for gone in decision.absorbed:
+            # as the store's absorb_stories: the small story's entries move over
+            for e in self.entries:
+                if e.story_id == gone:
+                    e.story_id = story
+            self.story_feeds[story] |= self.story_feeds.pop(gone, set())
+            self.absorbed[gone] = story
         if story is None:
             story = self.next_story
             self.next_story += 1
@@ -263,7 +279,7 @@ def cluster_items(items: Sequence[Mapping[str, str]], window: timedelta = WINDOW
             it["id"],
         )
         pred[it["id"]] = index.add(e)
-    return pred
+    return {k: index.final(v) for k, v in pred.items()}
 
 
 def load_pairs(path: Path) -> list[tuple[str, str, str, str, bool]]:

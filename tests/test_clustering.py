@@ -190,3 +190,63 @@ def test_aliases_name_one_thing() -> None:
     assert _cmp(a, b).conflict and _cmp(a, b).score == 0.0
     c = _cmp(a, b, {"lhc": ["LHC", "Lahore High Court"]})
     assert not c.conflict and "&lhc" in c.shared and c.score >= 1.0
+
+
+def test_a_story_told_twice_is_folded_into_one_by_the_entry_that_joins_both(
+    tmp_path: Path,
+) -> None:
+    """Two outlets file Sbarro's bankruptcy as "filing for Chapter 11", a third as
+    "bankruptcy protection for the second time": too few shared words, two stories.
+    A fourth outlet's headline joins both: the small story is folded into the other,
+    and every article stays in the topic feed, in every format, under one item."""
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    desks = {
+        "reuters": ("r1", "Pizza-maker Sbarro filing for Chapter 11"),
+        "wsj": ("w1", "Pizza-Make Sbarro Filing for Chapter 11"),
+        "forbes": ("f1", "Sbarro files for bankruptcy protection for the second time"),
+        "cnn": ("c1", "Pizza chain Sbarro files for bankruptcy"),
+    }
+    with FeedServer() as server:
+        base = server.base_url
+
+        def publish(name: str, n: int) -> None:
+            key, title = desks[name]
+            item = (key, title, "", at + timedelta(minutes=n))
+            server.add(f"/{name}.xml", _rss(base, [item] if n >= 0 else []))
+
+        for n, name in enumerate(desks):
+            publish(name, n if name != "cnn" else -1)
+        (tmp_path / "aggregator.toml").write_text(
+            toml_config(
+                [{"name": n, "url": server.url(f"/{n}.xml"), "title": n} for n in desks],
+                [{"slug": "all", "title": "All", "limit": 100}],
+            ),
+            encoding="utf-8",
+        )
+        r = aggregator("poll", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        before = json.loads(aggregator("export", "all", "--format", "json", cwd=tmp_path).stdout)
+        publish("cnn", 5)
+        r = aggregator("--log-level", "debug", "poll", "--feed", "cnn", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    assert len(before["items"]) == 2  # the two wordings were two stories
+    assert "absorbing stories" in r.stderr
+    feeds = {}
+    for fmt in ("json", "atom", "rss"):
+        out = aggregator("export", "all", "--format", fmt, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        feeds[fmt] = out.stdout
+    [item] = json.loads(feeds["json"])["items"]
+    links = [item["url"]] + [x["url"] for x in item["_aggregator"]["related"]]
+    assert sorted(links) == sorted(f"{base}/a/{key}" for key, _ in desks.values())
+    # the item keeps the older story's id; the folded story's id is gone from the feed
+    assert item["id"] in {i["id"] for i in before["items"]}
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    [entry] = ElementTree.fromstring(feeds["atom"]).findall("a:entry", ns)
+    assert entry.findtext("a:id", namespaces=ns) == item["id"]
+    assert len(ElementTree.fromstring(feeds["rss"]).findall("channel/item")) == 1
+    status = json.loads(aggregator("status", "--json", cwd=tmp_path).stdout)
+    # each feed's entry that joined another's story is counted as its merge
+    merges = {s["feed"]: s["merged"] for s in status}
+    assert merges["forbes"] == merges["cnn"] == 1, merges
+    assert sorted((merges["reuters"], merges["wsj"])) == [0, 1], merges

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import random
@@ -292,15 +293,14 @@ def test_dev_set_meets_targets() -> None:
     gold = {it["id"]: it["cluster"] for it in items}
     items.sort(key=lambda it: (it["published"], it["id"]))
     rep = ev.cluster_report(ev.cluster_items(items), gold)
-    # B-cubed F1 0.48: the gold joins what clustering keeps apart on purpose (gas
-    # prices in Milwaukee and in Yakima, one Google News story), 0.53 before it did
+    # the issue's target: B-cubed F1 at least 0.60 at pairwise precision 0.99
     assert rep["pairwise_p"] >= 0.99
-    assert rep["bcubed_f1"] >= 0.48
+    assert rep["bcubed_f1"] >= 0.60
     # ...and in orders the product may store them in (6h rounds, publishers shuffled)
     for seed in range(2):
         rep = ev.cluster_report(ev.cluster_items(ev.poll_order(items, seed)), gold)
         assert rep["pairwise_p"] >= 0.99, seed
-        assert rep["bcubed_f1"] >= 0.48, seed
+        assert rep["bcubed_f1"] >= 0.60, seed
 
 
 @needs_data
@@ -397,3 +397,68 @@ def test_candidates_are_looked_up_by_the_rarest_keys() -> None:
     chosen = dedupe.query_keys(keys, sig.title, {})
     assert set(sig.title) <= set(chosen)
     assert chosen[: len(sig.title)] == sorted(sig.title)
+
+
+# -- a story told twice, folded into one ----------------------------------------------------
+
+SBARRO = [
+    ("reuters", "Pizza-maker Sbarro filing for Chapter 11"),
+    ("wsj", "Pizza-Make Sbarro Filing for Chapter 11"),
+]
+
+
+def _story(sid: int, rows: list[tuple[str, str]], minutes: int = 30) -> list[dedupe.Candidate]:
+    feeds = frozenset(f for f, _ in rows)
+    at = T0 - timedelta(minutes=minutes)
+    return [dedupe.Candidate(sid, feeds, t, t, at) for _, t in rows]
+
+
+def test_a_small_story_the_entry_also_joins_is_absorbed() -> None:
+    """Forbes wrote "bankruptcy protection for the second time", too far from "filing
+    for Chapter 11" to join; CNN's headline joins both, so Forbes' story is folded in."""
+    small = _story(2, [("forbes", "Sbarro files for bankruptcy protection for the second time")])
+    e = entry("Pizza chain Sbarro files for bankruptcy", feed="cnn")
+    assert dedupe.decide(e, small, now=T0, window=WINDOW) == 2  # it joins either alone
+    found = dedupe.decide_story(e, _story(1, SBARRO) + small, now=T0, window=WINDOW)
+    assert (found.story, found.absorbed) == (1, (2,))
+    # a story of more than ABSORB_SIZE outlets is established: never folded in
+    outlets = frozenset({"forbes"} | {f"desk{n}" for n in range(dedupe.ABSORB_SIZE)})
+    large = [dataclasses.replace(small[0], feeds=outlets)]
+    found = dedupe.decide_story(e, _story(1, SBARRO) + large, now=T0, window=WINDOW)
+    assert (found.story, found.absorbed) == (1, ())
+
+
+def test_a_bridge_headline_naming_two_subjects_folds_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A headline naming two subjects clears the threshold with a story of each; the
+    stories' headlines have little in common (`ABSORB_PROFILE`), so both stay."""
+    reunion = _story(
+        1,
+        [
+            (f"f{n}", t)
+            for n, t in enumerate(
+                [
+                    "Zac Efron wants High School Musical reunion",
+                    "Zac Efron teases High School Musical reunion",
+                    "Zac Efron up for a High School Musical reunion",
+                    "High School Musical reunion? Zac Efron is in",
+                ]
+            )
+        ],
+    )
+    chef = _story(2, [("film", "Favreau's Chef opens at SXSW")], minutes=20)
+    e = entry("Zac Efron reunion and Favreau's Chef opens SXSW", feed="blog")
+    assert dedupe.decide(e, chef, now=T0, window=WINDOW) == 2
+    assert dedupe.decide_story(e, reunion + chef, now=T0, window=WINDOW).absorbed == ()
+    monkeypatch.setattr(dedupe, "ABSORB_PROFILE", 0.0)
+    assert dedupe.decide_story(e, reunion + chef, now=T0, window=WINDOW).absorbed == (2,)
+
+
+def test_a_lookalike_story_is_never_absorbed() -> None:
+    """The entry joins Brest's forecast; Gomel's look-alike is barred, not folded in."""
+    brest = _story(1, [("belta", "Прогноз погоды в Бресте на 17 мая")])
+    gomel = _story(2, [("sb", "Прогноз погоды в Гомеле на 17 мая")])
+    e = entry("Прогноз погоды в Бресте на 17 мая: дожди", feed="tut")
+    found = dedupe.decide_story(e, brest + gomel, now=T0, window=WINDOW)
+    assert (found.story, found.absorbed) == (1, ())

@@ -138,6 +138,44 @@ def test_stories_by_link_guid_and_shared_keys(db: store.Store) -> None:
     assert db.story_feeds(sid) == {"dawn"} and db.story_by_guid(None) is None
 
 
+def test_an_absorbed_story_moves_whole_into_the_other(db: store.Store) -> None:
+    """Entries, topic rows and merges move; the absorbed story's row goes; the story
+    takes the earlier first-published time; an outlet's two articles are both listed."""
+    titles = {"dawn": "Dawn", "tass": "TASS"}
+    with db.write():
+        db.reset_topic("pk", "{}")
+        db.reset_topic("ru", "{}")
+        _, big = add(db, "dawn", "Gas pipeline deal signed", link="https://dawn/1")
+        e2 = dataclasses.replace(
+            entry("Pipeline deal signed in Moscow", "x", "tass", at=NOW), link="https://tass/1"
+        )
+        db.insert_entry(e2, big, NOW, None)
+        _, small = add(
+            db,
+            "dawn",
+            "Moscow and Islamabad agree",
+            link="https://dawn/2",
+            at=NOW - timedelta(hours=1),
+        )
+        db.add_new_story_to_topics(big, NOW, {"pk": ("pipeline",)})
+        db.add_new_story_to_topics(
+            small, NOW - timedelta(hours=1), {"pk": ("islamabad",), "ru": ("moscow",)}
+        )
+        versions = db.topic_versions()
+        db.absorb_stories(big, [small], NOW)
+    assert db.topic_versions()["ru"] > versions["ru"]
+    assert db.story_feeds(big) == {"dawn", "tass"}
+    assert db.conn.execute("SELECT count(*) FROM stories WHERE id = ?", (small,)).fetchone()[0] == 0
+    [(merges,)] = db.conn.execute("SELECT merges FROM feeds WHERE name = 'dawn'").fetchall()
+    assert merges == 1
+    for slug, matched in (("pk", ("pipeline", "islamabad")), ("ru", ("moscow",))):
+        [item] = db.topic_feed(slug, slug, None, "http://h", 10, titles).items
+        assert item.matched == matched
+        assert item.published == NOW - timedelta(hours=1)  # the absorbed story was first
+        assert item.link == "https://dawn/1"
+        assert sorted(r.url for r in item.related) == ["https://dawn/2", "https://tass/1"]
+
+
 # --- terms.py -----------------------------------------------------------------------------
 
 

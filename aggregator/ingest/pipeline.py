@@ -214,9 +214,9 @@ def _parse_and_prepare(
 
 def _find_story(
     poller: Poller, db: store.Store, p: prepare.Prepared, now: datetime, freq: Transaction
-) -> int | None:
+) -> dedupe.Decision:
     """The story a new entry belongs to: the same post at its link (`dedupe.same_post`),
-    or the same guid, else a near-duplicate."""
+    or the same guid, else a near-duplicate (with the small stories it absorbs)."""
     entry = p.entry
     story_id = None
     if entry.canonical_link:
@@ -224,7 +224,7 @@ def _find_story(
     if story_id is None:
         story_id = db.story_by_guid(entry.guid)
     if story_id is not None:
-        return story_id
+        return dedupe.Decision(story_id)
     window = poller.config.dedupe.window
     plan = dedupe.key_plan(p.keys, p.sig.title, freq.counts(p.keys), freq.n_docs())
     rows = db.candidate_entries(
@@ -239,7 +239,7 @@ def _find_story(
     )
     log.debug("%s: %r: %d candidates", entry.feed, entry.title, len(rows))
     if not rows:
-        return None
+        return dedupe.Decision(None)
     candidates = [
         dedupe.Candidate(
             story_id=r.story_id,
@@ -258,7 +258,7 @@ def _find_story(
             wanted |= c.sig.everything
             known.add(r.entry_id)
     freq.load(wanted)
-    story_id, score = dedupe.decide_scored(
+    decision = dedupe.decide_story(
         entry,
         candidates,
         now=now,
@@ -267,15 +267,16 @@ def _find_story(
         weights=freq.weights,
         aliases=dedupe.aliases_of(poller.config.aliases),
     )
-    if story_id is not None:
+    if decision.story is not None:
         log.debug(
-            "%s: %r joins story %d (score %.2f of threshold 1.0)",
+            "%s: %r joins story %d (score %.2f of threshold 1.0)%s",
             entry.feed,
             entry.title,
-            story_id,
-            score,
+            decision.story,
+            decision.score,
+            f", absorbing stories {list(decision.absorbed)}" if decision.absorbed else "",
         )
-    return story_id
+    return decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +343,8 @@ def _store_entries(
             else:  # stored meanwhile by another process
                 unchanged += 1
             continue
-        story_id = _find_story(poller, db, p, now, freq)
+        found = _find_story(poller, db, p, now, freq)
+        story_id = found.story
         if story_id is None:
             new += 1
             story_id = db.new_story(entry.published, now, poller.host)
@@ -351,6 +353,7 @@ def _store_entries(
             merged += 1
             db.count_merge(entry.feed)
             db.touch_story(story_id, now)
+            db.absorb_stories(story_id, found.absorbed, now)
             _add_to_topics(db, story_id, p.matches)
         entry_id = db.insert_entry(entry, story_id, now, p.sig.pack())
         db.add_entry_keys(entry_id, p.keys, entry.published)

@@ -58,6 +58,13 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    Never a story that already holds an entry of the same feed (an outlet does not
    re-run its own story: a second article from it is an update or a different
    piece, and merging it would hide it), never a candidate outside the window.
+6. An entry that joins one story and clears the threshold on its own with another
+   small story (`ABSORB_SIZE` feeds at most) whose headlines read like the joined
+   story's (`ABSORB_PROFILE`) shows the two were one event told twice: the small one
+   is folded in (`Decision.absorbed`). Arrival order alone decided that they were
+   two (the first wording of an event starts a story; a second wording that misses
+   it by a hair starts another), and the bridge is the evidence the first decision
+   lacked. Two established stories are never merged.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -113,6 +121,16 @@ TEMPLATE_SHARE = 0.45
 #: Russian terms are cut to this many letters after stemming (the stemmer leaves
 #: adjective and participle endings that differ between outlets: сладкого/сладких)
 RU_PREFIX = 5
+#: an entry that joins one story and clears the threshold with another story of at
+#: most this many feeds shows the two are one event told twice: the small one (a
+#: retelling that missed by a hair, with its own few copies) is folded into the one
+#: joined. Larger stories are never merged: two established stories are more often
+#: two events on one subject, and merging them would hide one from every subscriber
+ABSORB_SIZE = 3
+#: ...when the IDF-weighted cosine of the two stories' headline words (the fetched
+#: members' headlines, each word counted once per headline) reaches this: a bridge
+#: headline naming two subjects ("SXSW day 1: 'Chef'") links stories about neither
+ABSORB_PROFILE = 0.2
 #: the store fetches only entries sharing at least this many of the new one's `query_keys`
 MIN_SHARED_KEYS = MIN_SHARED
 #: ...and of those, the ones sharing the most key weight (`KeyPlan.weight`), at most
@@ -821,18 +839,34 @@ def aliases_of(table: Mapping[str, Sequence[str]]) -> entities.Aliases:
     return entities.compile_aliases(table, _term)
 
 
-def decide_scored(
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What `decide_story` found: the story an entry joins, with its score, and the
+    small stories it shows to be the same event (`ABSORB_SIZE`), to be folded in."""
+
+    story: int | None
+    #: the joined story's best faded score (1.0 is the threshold); 0.0 for a new story
+    score: float = 0.0
+    #: stories of at most `ABSORB_SIZE` feeds this entry also joins on its own
+    #: score, whose headlines read like the joined story's (`ABSORB_PROFILE`)
+    absorbed: tuple[int, ...] = ()
+
+
+def decide_story(
     entry: models.Entry,
     candidates: Sequence[Candidate],
     *,
     now: datetime,
     window: timedelta,
+    df: Mapping[str, int] | None = None,
+    n_docs: int = 0,
     sig: Signature | None = None,
     weights: IdfWeights | None = None,
     aliases: entities.Aliases | None = None,
-) -> tuple[int | None, float]:
-    """`decide`, with the joined story's score (for the log)."""
-    return _decide(entry, candidates, now, window, None, 0, sig, weights, aliases)
+) -> Decision:
+    """`decide`, with the joined story's score (for the log) and the stories it
+    absorbs."""
+    return _decide(entry, candidates, now, window, df, n_docs, sig, weights, aliases)
 
 
 def decide(
@@ -857,7 +891,7 @@ def decide(
     (`Comparison.positional`) is not joined through its other members: those are
     the look-alike's retellings.
     """
-    return _decide(entry, candidates, now, window, df, n_docs, sig, weights, aliases)[0]
+    return _decide(entry, candidates, now, window, df, n_docs, sig, weights, aliases).story
 
 
 def _decide(
@@ -870,7 +904,7 @@ def _decide(
     sig: Signature | None,
     weights: IdfWeights | None,
     aliases: entities.Aliases | None,
-) -> tuple[int | None, float]:
+) -> Decision:
     at = min(entry.published, now)
     scale = DECAY * window or timedelta(seconds=1)  # as `fade`
     mine = sig or signature(entry.title, entry.text)
@@ -879,10 +913,15 @@ def _decide(
     best: dict[int, float] = {}
     votes: dict[int, int] = {}
     barred: dict[int, float] = {}
+    headlines: dict[int, Counter[str]] = {}
+    feeds: dict[int, frozenset[str]] = {}
     for c in candidates:
         if entry.feed in c.feeds or abs(at - c.published) > window:
             continue
-        cmp = compare(mine, c.sig or signature(c.title, c.text), weights, aliases)
+        c_sig = c.sig or signature(c.title, c.text)
+        headlines.setdefault(c.story_id, Counter()).update(c_sig.title)
+        feeds[c.story_id] = c.feeds
+        cmp = compare(mine, c_sig, weights, aliases)
         if cmp.score == 0.0 and not cmp.conflict:
             continue
         f = 1.0 + (abs(at - c.published) / scale) ** 2
@@ -897,15 +936,37 @@ def _decide(
         best[c.story_id] = max(score, best.get(c.story_id, 0.0))
     # the story with the most supporting members wins, not the single closest one:
     # growing the established story keeps one event from splintering into several
-    ok = [
-        (votes.get(sid, 0), score, -sid)
-        for sid, score in best.items()
-        if score > barred.get(sid, 0.0) and (score >= 1.0 or votes.get(sid, 0) >= VOTES)
-    ]
+    ok = sorted(
+        (
+            (votes.get(sid, 0), score, -sid)
+            for sid, score in best.items()
+            if score > barred.get(sid, 0.0) and (score >= 1.0 or votes.get(sid, 0) >= VOTES)
+        ),
+        reverse=True,
+    )
     if not ok:
-        return None, 0.0
-    chosen = max(ok)
-    return -chosen[2], chosen[1]
+        return Decision(None)
+    story, score = -ok[0][2], ok[0][1]
+    joined = headlines[story] + Counter(mine.title)
+    absorbed = tuple(
+        -sid
+        for _, s, sid in ok[1:]
+        if s >= 1.0
+        and len(feeds[-sid]) <= ABSORB_SIZE
+        and _profile_cosine(joined, headlines[-sid], weights) >= ABSORB_PROFILE
+    )
+    return Decision(story, score, absorbed)
+
+
+def _profile_cosine(a: Counter[str], b: Counter[str], w: IdfWeights) -> float:
+    """The IDF-weighted cosine of two stories' headline words, each counted once per
+    member headline: what the stories are about, not one pair's wording."""
+    common = sum(a[t] * b[t] * w[t] ** 2 for t in a.keys() & b.keys())
+    if not common:
+        return 0.0
+    na = math.hypot(*(a[t] * w[t] for t in a))
+    nb = math.hypot(*(b[t] * w[t] for t in b))
+    return common / (na * nb)
 
 
 def stored_terms(sig: str) -> frozenset[str]:

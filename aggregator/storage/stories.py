@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -156,3 +157,54 @@ class StoriesMixin(StoreBase):
                 "SELECT DISTINCT feed FROM entries WHERE story_id = ?", (story_id,)
             )
         }
+
+    def absorb_stories(self, story_id: int, absorbed: Sequence[int], now: datetime) -> None:
+        """Fold `absorbed` stories into `story_id` (`dedupe.Decision.absorbed`): their
+        entries and topic rows move to it, their rows go. The story keeps its uid and
+        takes the earliest first-published time; each moved entry counts as a merge of
+        its feed. Call inside `write()`, before `bump_topics_of` (the absorbed stories'
+        topics change too: their rows are the ones that move)."""
+        ids = [s for s in dict.fromkeys(absorbed) if s != story_id]
+        if not ids:
+            return
+        marks = ",".join("?" * len(ids))
+        self.conn.execute(
+            f"UPDATE topics SET version = version + 1 WHERE slug IN "
+            f"(SELECT DISTINCT topic FROM topic_stories WHERE story_id IN ({marks}))",
+            ids,
+        )
+        self.conn.execute(
+            f"UPDATE feeds SET merges = merges + n FROM (SELECT feed, count(*) AS n "
+            f"FROM entries WHERE story_id IN ({marks}) GROUP BY feed) AS moved "
+            f"WHERE feeds.name = moved.feed",
+            ids,
+        )
+        self.conn.execute(
+            f"UPDATE entries SET story_id = ? WHERE story_id IN ({marks})", [story_id, *ids]
+        )
+        self.conn.execute(
+            f"UPDATE stories SET updated = ?, published = min(published, "
+            f"(SELECT min(published) FROM stories WHERE id IN ({marks}))) WHERE id = ?",
+            [ts(now), *ids, story_id],
+        )
+        # topic rows: the story's matched words grow by the absorbed stories' own
+        matched: dict[str, list[str]] = {}
+        for topic, terms in self.conn.execute(
+            f"SELECT topic, matched FROM topic_stories WHERE story_id IN (?, {marks}) "
+            f"ORDER BY story_id != ?",
+            [story_id, *ids, story_id],
+        ):
+            have = matched.setdefault(topic, [])
+            have += [t for t in json.loads(terms) if t not in have]
+        self.conn.execute(
+            f"DELETE FROM topic_stories WHERE story_id IN (?, {marks})", [story_id, *ids]
+        )
+        published = self._one("SELECT published FROM stories WHERE id = ?", (story_id,))
+        self.conn.executemany(
+            "INSERT INTO topic_stories(topic, story_id, published, matched) VALUES (?, ?, ?, ?)",
+            [
+                (topic, story_id, published, json.dumps(terms, ensure_ascii=False))
+                for topic, terms in matched.items()
+            ],
+        )
+        self.conn.execute(f"DELETE FROM stories WHERE id IN ({marks})", ids)

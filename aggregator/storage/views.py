@@ -94,7 +94,8 @@ class ViewsMixin(StoreBase):
             for r in self.conn.execute(
                 f"SELECT e.story_id, e.feed, e.title, e.link, e.summary_html, e.content_html, "
                 f"e.author, e.updated, f.site_link, f.url, length(e.text) - length(e.title), "
-                f"f.language FROM entries e JOIN feeds f ON f.name = e.feed "
+                f"f.language, coalesce(e.canonical_link, e.link) "
+                f"FROM entries e JOIN feeds f ON f.name = e.feed "
                 f"WHERE e.story_id IN ({marks}) ORDER BY e.story_id, e.id",
                 ids,
             ):
@@ -109,12 +110,14 @@ class ViewsMixin(StoreBase):
             # fullest text; the link, outlet and id stay the first entry's.
             best_title = first[2] or next((g[2] for g in group if g[2]), "")
             fullest = max(group, key=lambda g: g[10] or 0)  # the earliest of equals
-            # Every other outlet is named once, even when it published the same URL.
+            # Every other article is named once: each outlet's, even at the same URL as
+            # another outlet's, and each of an outlet's own articles (a story absorbed
+            # into another can bring a second one), but not one article it listed twice.
             related = []
-            seen_feeds = {first[1]}
+            seen = {(first[1], first[12])}
             for g in group[1:]:
-                if g[3] and g[1] not in seen_feeds:
-                    seen_feeds.add(g[1])
+                if g[3] and (g[1], g[12]) not in seen:
+                    seen.add((g[1], g[12]))
                     related.append(Related(url=g[3], source=feed_titles.get(g[1], g[1])))
             newest_edit = max([updated] + [g[7] for g in group])
             item = FeedItem(
