@@ -250,3 +250,45 @@ def test_a_story_told_twice_is_folded_into_one_by_the_entry_that_joins_both(
     merges = {s["feed"]: s["merged"] for s in status}
     assert merges["forbes"] == merges["cnn"] == 1, merges
     assert sorted((merges["reuters"], merges["wsj"])) == [0, 1], merges
+
+
+def test_the_days_a_text_names_in_every_script() -> None:
+    assert entities.dates_in("By 1 pm on 4 May Kazan had the lowest score") == {"@05-04"}
+    assert entities.dates_in("Sales rose on May 9 and again on the 17th of June") == {
+        "@05-09",
+        "@06-17",
+    }
+    assert entities.dates_in("По данным на 13 часов 4 мая, а к вечеру 9-го мая") == {
+        "@05-04",
+        "@05-09",
+    }
+    assert entities.dates_in("لاہور ہائی کورٹ نے ۱۷ مئی تک سماعت ملتوی کر دی") == {"@05-17"}
+    assert entities.dates_in("अदालत ने सुनवाई १७ मई तक स्थगित की") == {"@05-17"}
+    assert entities.dates_in("The court sat for 4 hours in May") == frozenset()
+
+
+def test_a_daily_report_for_another_day_is_its_own_story(tmp_path: Path) -> None:
+    """Two desks' self-isolation index reports, alike but for 4 May and 9 May: two
+    items in the topic feed, and `explain` names the days."""
+    from tests.test_dedupe import INDEX_A, INDEX_B
+
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    with FeedServer() as server:
+        base = server.base_url
+        server.add("/a.xml", _rss(base, [("a", *INDEX_A, at)]))
+        server.add("/b.xml", _rss(base, [("b", *INDEX_B, at + timedelta(hours=1))]))
+        (tmp_path / "aggregator.toml").write_text(
+            toml_config(
+                [{"name": n, "url": server.url(f"/{n}.xml")} for n in ("a", "b")],
+                [{"slug": "all", "title": "All", "limit": 100}],
+            ),
+            encoding="utf-8",
+        )
+        assert aggregator("poll", "--feed", "a", cwd=tmp_path).returncode == 0
+        assert aggregator("poll", "--feed", "b", cwd=tmp_path).returncode == 0
+    feed = json.loads(aggregator("export", "all", "--format", "json", cwd=tmp_path).stdout)
+    assert len(feed["items"]) == 2
+    r = aggregator("explain", f"{base}/a/a", f"{base}/a/b", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "rule: texts report different days" in r.stdout
+    assert "only in 1: @05-04 (date)" in r.stdout and "only in 2: @05-09 (date)" in r.stdout

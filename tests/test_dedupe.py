@@ -462,3 +462,40 @@ def test_a_lookalike_story_is_never_absorbed() -> None:
     e = entry("Прогноз погоды в Бресте на 17 мая: дожди", feed="tut")
     found = dedupe.decide_story(e, brest + gomel, now=T0, window=WINDOW)
     assert (found.story, found.absorbed) == (1, ())
+
+
+# -- texts that say which day they report on -------------------------------------------------
+
+INDEX_A = (
+    "Kazan worst among million-plus cities on the self-isolation index",
+    "By 1 pm on 4 May Kazan had the lowest self-isolation score among Russia's cities of"
+    " over a million people, 2.2 points, Yandex data showed; Chelyabinsk had 2.3.",
+)
+INDEX_B = (
+    "Kazan last on the self-isolation index among million-plus cities",
+    "Kazan came last among the cities of over a million people on the self-isolation"
+    " index on 9 May, with 2.6 points by Yandex data; Samara had 2.8, Chelyabinsk 2.9.",
+)
+
+
+def test_texts_that_report_different_days_stay_apart() -> None:
+    """A daily index: the same words, and each text says which day it is for."""
+    (ta, xa), (tb, xb) = INDEX_A, INDEX_B
+    assert not joins(tb, ta, xb, xa)
+    # the same report on the same day joins: the rule is the days, not the words
+    assert joins(tb, ta, xb.replace("9 May", "4 May"), xa)
+    # a text that names no day is no evidence either way
+    assert joins(tb, ta, xb.replace(" on 9 May", ""), xa)
+    a = dedupe.signature(ta, f"{ta}\n{xa}")
+    b = dedupe.signature(tb, f"{tb}\n{xb}")
+    cmp = dedupe.compare(b, a, dedupe.IdfWeights(None, 0))
+    assert cmp.rule == "texts report different days"
+    assert (cmp.only_a, cmp.only_b) == ({"@05-09"}, {"@05-04"})
+
+
+def test_a_stored_signature_of_three_lines_still_reads() -> None:
+    """Signatures stored before they carried the text's days read with none."""
+    sig = dedupe.signature(*INDEX_A)
+    old = "\n".join(sig.pack().split("\n")[:3])
+    assert dedupe.Signature.unpack(old) == dataclasses.replace(sig, dates=frozenset())
+    assert dedupe.Signature.unpack(sig.pack()) == sig

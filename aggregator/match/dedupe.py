@@ -40,7 +40,10 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
    a number or a date against another, or when the rest of the headlines is alike
    and they share fewer than `SHARED_NAMES` names; unless both texts join on
    their own and each reports the other's entities. A recurring item, not a
-   rewrite: merging it hides one of them from every subscriber.
+   rewrite: merging it hides one of them from every subscriber. Likewise two
+   texts that each name the day they report on (a day and a month in their first
+   `DATE_CHARS`) and share none: a daily index, a forecast or a price for another
+   day, or a later development.
 4. Every score is divided by `1 + (distance / (DECAY * window))^2` (24h for
    the default 48h window), the distance being the time between the two entries'
    publication: outlets rewrite a story within hours, while headlines alike a
@@ -126,7 +129,7 @@ RU_PREFIX = 5
 #: retelling that missed by a hair, with its own few copies) is folded into the one
 #: joined. Larger stories are never merged: two established stories are more often
 #: two events on one subject, and merging them would hide one from every subscriber
-ABSORB_SIZE = 3
+ABSORB_SIZE = 2
 #: ...when the IDF-weighted cosine of the two stories' headline words (the fetched
 #: members' headlines, each word counted once per headline) reaches this: a bridge
 #: headline naming two subjects ("SXSW day 1: 'Chef'") links stories about neither
@@ -221,6 +224,10 @@ def tokens(body: str) -> list[str]:
     return list(_iter_tokens(body))
 
 
+#: the days an article reports on are read from this much of its text: the first
+#: paragraph or two, where a desk writes "on 4 May" (an article's later dates are
+#: mostly background)
+DATE_CHARS = 1000
 #: the lead is read from at most this much of an entry's text: LEAD_TERMS distinct
 #: terms come long before, and folding a whole 200 kB article would cost more
 LEAD_CHARS = 30_000
@@ -261,6 +268,9 @@ class Signature:
     #: the headline's entities (`aggregator.match.entities.find`): names as terms,
     #: numbers as digits ("8 ноября" gives "@11-08"; "Q2" gives "2"), dates as "@..."
     entities: frozenset[str] = frozenset()
+    #: the days the start of the text names by day and month ("@05-04"): what it
+    #: reports on (`entities.dates_in`)
+    dates: frozenset[str] = frozenset()
     #: the title's distinct terms as a set
     title: frozenset[str] = field(init=False, repr=False, compare=False)
     #: title | lead, which every comparison needs: built once, not once per pair
@@ -274,11 +284,12 @@ class Signature:
         object.__setattr__(self, "cased", all(t.isdigit() or entities.cased(t) for t in self.order))
 
     def to_json(self) -> list[list[str]]:
-        return [list(self.order), sorted(self.lead), sorted(self.entities)]
+        return [list(self.order), sorted(self.lead), sorted(self.entities), sorted(self.dates)]
 
     @classmethod
     def from_json(cls, data: Sequence[Sequence[str]]) -> Signature:
-        return cls(tuple(data[0]), frozenset(data[1]), frozenset(data[2]))
+        dates = frozenset(data[3]) if len(data) > 3 else frozenset()
+        return cls(tuple(data[0]), frozenset(data[1]), frozenset(data[2]), dates)
 
     def pack(self) -> str:
         """The stored form: each entry is decoded again for every later entry it is a
@@ -286,7 +297,12 @@ class Signature:
         "@"-dates, so never hold a space or a newline) is several times cheaper than
         JSON. The title keeps its order (entities.substituted reads positions)."""
         return "\n".join(
-            (" ".join(self.order), " ".join(sorted(self.lead)), " ".join(sorted(self.entities)))
+            (
+                " ".join(self.order),
+                " ".join(sorted(self.lead)),
+                " ".join(sorted(self.entities)),
+                " ".join(sorted(self.dates)),
+            )
         )
 
     @classmethod
@@ -294,8 +310,13 @@ class Signature:
         """`pack`'s inverse; also reads the JSON form (`to_json`)."""
         if text.startswith("["):
             return cls.from_json(json.loads(text))
-        title, lead, ents = text.split("\n")
-        return cls(tuple(title.split()), frozenset(lead.split()), frozenset(ents.split()))
+        title, lead, ents, *dates = text.split("\n")
+        return cls(
+            tuple(title.split()),
+            frozenset(lead.split()),
+            frozenset(ents.split()),
+            frozenset(dates[0].split()) if dates else frozenset(),
+        )
 
 
 def body_text(title: str, text: str) -> str:
@@ -320,7 +341,8 @@ def analyze(title: str, text: str) -> tuple[Signature, list[str]]:
     body = body_text(title, text)[:LEAD_CHARS]
     lead = _distinct(_iter_tokens(body), LEAD_TERMS, title_terms)
     ents = entities.find(title, body, term)
-    sig = Signature(tuple(_distinct(title_tokens, len(title_tokens))), frozenset(lead), ents)
+    dates = entities.dates_in(body[:DATE_CHARS]) if body else frozenset()
+    sig = Signature(tuple(_distinct(title_tokens, len(title_tokens))), frozenset(lead), ents, dates)
     return sig, _keys(title_tokens, lead)
 
 
@@ -511,7 +533,8 @@ class Comparison:
     #: the differing entities take each other's place in otherwise equal headlines
     positional: bool
     #: which rule decided: "title", "text", "cross", "entities differ",
-    #: "entities differ, texts agree", "below threshold"
+    #: "entities differ, texts agree", "texts report different days" (then
+    #: `only_a`/`only_b` hold each text's days), "below threshold"
     rule: str
 
 
@@ -627,6 +650,7 @@ def _reported(ents: set[str], other: Signature, aliases: entities.Aliases | None
 
 _NONE: frozenset[str] = frozenset()
 _BELOW = "below threshold"
+_DATES = "texts report different days"
 
 
 def compare(
@@ -663,6 +687,22 @@ def compare(
             False,
             False,
             _BELOW,
+        )
+    if a.dates and b.dates and a.dates.isdisjoint(b.dates):
+        # each text says which day it reports on, and not the same one: two editions
+        # of a recurring item (an index, a forecast, a price) or a later development
+        return Comparison(
+            0.0,
+            title_score,
+            text_score,
+            cross_score,
+            _NONE,
+            a.dates,
+            b.dates,
+            True,
+            False,
+            False,
+            _DATES,
         )
     both, only_a, only_b, positional = _differing(a, b, aliases)
     conflict = bool(only_a and only_b) and (

@@ -95,8 +95,8 @@ for _n, _forms in enumerate(
 ):
     for _w in _forms.split():
         _WEEKDAYS[fold(_w)] = _n
-#: words a day number may sit between ("the 17th of May")
-_DATE_GLUE = frozenset({"of", "the"})
+#: words a day number may sit between ("the 17th of May", "9-го мая")
+_DATE_GLUE = frozenset({"of", "the", "го"})
 
 
 def date_reported(entity: str, terms: frozenset[str], term: TermFn) -> bool:
@@ -306,6 +306,26 @@ def find(title: str, text: str, term: TermFn) -> frozenset[str]:
         for i in range(len(ws) - n + 1):
             if " ".join(stems[i : i + n]) in multi and (ws[i].upper or not cased(ws[i].raw)):
                 out.update(w.term for w in ws[i : i + n] if w.term)
+    return frozenset(out)
+
+
+def dates_in(text: str) -> frozenset[str]:
+    """The days `text` names by a day and a month ("4 мая", "May 9", "17 مئی"), as
+    "@MM-DD": what an article's lead says it reports on."""
+    ws = words(fold(text))
+    out: set[str] = set()
+    for i, w in enumerate(ws):
+        month = _MONTHS.get(w)
+        if month is None:
+            continue
+        for j in (i - 1, i + 1, i - 2, i + 2):
+            if 0 <= j < len(ws):
+                if abs(j - i) == 2 and ws[(i + j) // 2] not in _DATE_GLUE:
+                    continue
+                day = _day(ws[j])
+                if day is not None:
+                    out.add(f"@{month:02d}-{day:02d}")
+                    break
     return frozenset(out)
 
 
