@@ -244,19 +244,16 @@ def find(title: str, text: str, term: TermFn) -> frozenset[str]:
     out: set[str] = set()
     dated: set[int] = set()
     # dates first: a day next to a month is a date, not a number
+    folded = [w.folded for w in ws]
     for i, w in enumerate(ws):
         month = _MONTHS.get(w.folded)
         if month is not None:
-            for j in (i - 1, i + 1, i - 2, i + 2):
-                if 0 <= j < len(ws) and j not in dated:
-                    if abs(j - i) == 2 and ws[(i + j) // 2].folded not in _DATE_GLUE:
-                        continue
-                    day = _day(ws[j].raw)
-                    if day is not None:
-                        out.add(f"@{month:02d}-{day:02d}")
-                        out.add(f"@m{month:02d}")
-                        dated |= {i, j}
-                        break
+            found = _day_beside(folded, i, dated)
+            if found is not None:
+                j, day = found
+                out.add(f"@{month:02d}-{day:02d}")
+                out.add(f"@m{month:02d}")
+                dated |= {i, j}
             continue
         wd = _WEEKDAYS.get(w.folded)
         if wd is not None:
@@ -316,17 +313,23 @@ def dates_in(text: str) -> frozenset[str]:
     out: set[str] = set()
     for i, w in enumerate(ws):
         month = _MONTHS.get(w)
-        if month is None:
-            continue
-        for j in (i - 1, i + 1, i - 2, i + 2):
-            if 0 <= j < len(ws):
-                if abs(j - i) == 2 and ws[(i + j) // 2] not in _DATE_GLUE:
-                    continue
-                day = _day(ws[j])
-                if day is not None:
-                    out.add(f"@{month:02d}-{day:02d}")
-                    break
+        found = _day_beside(ws, i, set()) if month is not None else None
+        if found is not None:
+            out.add(f"@{month:02d}-{found[1]:02d}")
     return frozenset(out)
+
+
+def _day_beside(ws: Sequence[str], i: int, taken: set[int]) -> tuple[int, int] | None:
+    """(position, day) of the day number next to the month name at `i` (before or
+    after it, or one glue word away: "the 17th of May"), or None."""
+    for j in (i - 1, i + 1, i - 2, i + 2):
+        if 0 <= j < len(ws) and j not in taken:
+            if abs(j - i) == 2 and ws[(i + j) // 2] not in _DATE_GLUE:
+                continue
+            day = _day(ws[j])
+            if day is not None:
+                return j, day
+    return None
 
 
 def _day(raw: str) -> int | None:
