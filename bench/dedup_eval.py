@@ -231,7 +231,7 @@ class MemoryIndex:
     def add(self, entry: models.Entry, now: datetime | None = None) -> int:
         sig, keys = dedupe.analyze(entry.title, entry.text)
         cands = self.candidates(keys, sig.title, entry.published)
-        decision = dedupe.decide_story(
+        decision = dedupe.decide(
             entry,
             cands,
             now=now or entry.published,
@@ -334,7 +334,7 @@ def judge_pairs(
             n_docs += 1
         shared = set(dedupe.index_keys(t1, first.text)) & set(dedupe.index_keys(t2, second.text))
         cand = dedupe.Candidate(1, frozenset({"first"}), t1, first.text, at)
-        story = dedupe.decide(second, [cand], now=later, window=WINDOW, df=df, n_docs=n_docs)
+        story = dedupe.decide(second, [cand], now=later, window=WINDOW, df=df, n_docs=n_docs).story
         out.append(len(shared) >= dedupe.MIN_SHARED_KEYS and story == 1)
         if as_stored:
             df.update(dedupe.terms(t2, second.text))

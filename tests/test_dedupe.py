@@ -38,7 +38,7 @@ def joins(new: str, old: str, new_body: str = "", old_body: str = "") -> bool:
     c = cand(7, old, old_body)
     shared = set(dedupe.index_keys(e.title, e.text)) & set(dedupe.index_keys(c.title, c.text))
     assert shared, "a near-duplicate must share an index key to be fetched at all"
-    return dedupe.decide(e, [c], now=T0, window=WINDOW) == 7
+    return dedupe.decide(e, [c], now=T0, window=WINDOW).story == 7
 
 
 SAME = [
@@ -81,7 +81,7 @@ def test_same_story_joins(new: str, old: str) -> None:
 @pytest.mark.parametrize(("new", "old"), DIFFERENT)
 def test_different_stories_stay_apart(new: str, old: str) -> None:
     e = entry(new)
-    assert dedupe.decide(e, [cand(7, old)], now=T0, window=WINDOW) is None
+    assert dedupe.decide(e, [cand(7, old)], now=T0, window=WINDOW).story is None
 
 
 def test_article_text_joins_rewritten_headlines() -> None:
@@ -103,28 +103,32 @@ def test_article_text_joins_rewritten_headlines() -> None:
     )
     e = entry("Trump undergoes health check-up", other)
     assert (
-        dedupe.decide(e, [cand(7, "Festival cancelled", unrelated)], now=T0, window=WINDOW) is None
+        dedupe.decide(e, [cand(7, "Festival cancelled", unrelated)], now=T0, window=WINDOW).story
+        is None
     )
 
 
 def test_same_feed_never_joined() -> None:
     title = "Sbarro files for Chapter 11 bankruptcy protection again"
     e = entry(title, feed="dawn")
-    assert dedupe.decide(e, [cand(3, title, feeds=("dawn", "tass"))], now=T0, window=WINDOW) is None
+    assert (
+        dedupe.decide(e, [cand(3, title, feeds=("dawn", "tass"))], now=T0, window=WINDOW).story
+        is None
+    )
     # ... but another story of the same event from other outlets is still joinable
     both = [cand(3, title, feeds=("dawn",)), cand(4, title, feeds=("tass",))]
-    assert dedupe.decide(e, both, now=T0, window=WINDOW) == 4
+    assert dedupe.decide(e, both, now=T0, window=WINDOW).story == 4
 
 
 def test_outside_window_never_joined() -> None:
     title = "Sbarro files for Chapter 11 bankruptcy protection again"
     old = dedupe.Candidate(5, frozenset({"old"}), title, title, T0 - timedelta(hours=49))
-    assert dedupe.decide(entry(title), [old], now=T0, window=WINDOW) is None
-    assert dedupe.decide(entry(title), [old], now=T0, window=timedelta(hours=200)) == 5
+    assert dedupe.decide(entry(title), [old], now=T0, window=WINDOW).story is None
+    assert dedupe.decide(entry(title), [old], now=T0, window=timedelta(hours=200)).story == 5
     # a feed's future date does not stretch the window: `now` bounds it
     future = entry(title, at=T0 + timedelta(days=30))
     recent = dedupe.Candidate(6, frozenset({"old"}), title, title, T0 - timedelta(hours=1))
-    assert dedupe.decide(future, [recent], now=T0, window=WINDOW) == 6
+    assert dedupe.decide(future, [recent], now=T0, window=WINDOW).story == 6
 
 
 def test_distance_in_time_needs_more_similarity() -> None:
@@ -132,19 +136,21 @@ def test_distance_in_time_needs_more_similarity() -> None:
     title = "Stocks slip on weak China data"
     for hours, joined in ((2, True), (12, True), (36, False)):
         old = cand(5, title, at=T0 - timedelta(hours=hours - 1))
-        assert (dedupe.decide(entry(title), [old], now=T0, window=WINDOW) == 5) is joined, hours
+        assert (dedupe.decide(entry(title), [old], now=T0, window=WINDOW).story == 5) is joined, (
+            hours
+        )
     # a rewrite (fewer shared words) must follow its story sooner
     new, rewrite = "Flappy Bird creator says the game could return", "Flappy Bird may return"
-    assert dedupe.decide(entry(new), [cand(5, rewrite)], now=T0, window=WINDOW) == 5
+    assert dedupe.decide(entry(new), [cand(5, rewrite)], now=T0, window=WINDOW).story == 5
     late = cand(5, rewrite, at=T0 - timedelta(hours=29))
-    assert dedupe.decide(entry(new), [late], now=T0, window=WINDOW) is None
+    assert dedupe.decide(entry(new), [late], now=T0, window=WINDOW).story is None
     # the fading follows the configured window: a wider window keeps matches longer
     old = cand(5, title, at=T0 - timedelta(hours=29))
-    assert dedupe.decide(entry(title), [old], now=T0, window=WINDOW) is None
-    assert dedupe.decide(entry(title), [old], now=T0, window=2 * WINDOW) == 5
+    assert dedupe.decide(entry(title), [old], now=T0, window=WINDOW).story is None
+    assert dedupe.decide(entry(title), [old], now=T0, window=2 * WINDOW).story == 5
     # a zero window compares only entries of the same instant, and does not fail
     same = dedupe.Candidate(5, frozenset({"old"}), title, title, T0)
-    assert dedupe.decide(entry(title), [same], now=T0, window=timedelta(0)) == 5
+    assert dedupe.decide(entry(title), [same], now=T0, window=timedelta(0)).story == 5
 
 
 def test_decision_is_deterministic() -> None:
@@ -155,12 +161,12 @@ def test_decision_is_deterministic() -> None:
         cand(2, "Flappy Bird may come back, creator says the game could return", feeds=("c",)),
         cand(8, "Stocks slip on weak China data", feeds=("d",)),
     ]
-    first = dedupe.decide(e, cands, now=T0, window=WINDOW)
+    first = dedupe.decide(e, cands, now=T0, window=WINDOW).story
     assert first is not None
     rng = random.Random(1)
     for _ in range(20):
         rng.shuffle(cands)
-        assert dedupe.decide(e, cands, now=T0, window=WINDOW) == first
+        assert dedupe.decide(e, cands, now=T0, window=WINDOW).story == first
 
 
 def test_story_with_more_supporting_members_wins() -> None:
@@ -170,7 +176,7 @@ def test_story_with_more_supporting_members_wins() -> None:
         cand(2, "Flappy Bird creator considers App Store return", feeds=("b", "c")),
         cand(2, "Creator considers bringing Flappy Bird back to App Store", feeds=("b", "c")),
     ]
-    assert dedupe.decide(e, cands, now=T0, window=WINDOW) == 2
+    assert dedupe.decide(e, cands, now=T0, window=WINDOW).story == 2
 
 
 def test_same_words_other_figures_stay_apart() -> None:
@@ -178,9 +184,9 @@ def test_same_words_other_figures_stay_apart() -> None:
     body = "Днём ожидается до +5, ночью до -2, ветер юго-западный, 5-7 метров в секунду."
     e = entry("Прогноз погоды на 16 ноября", body)
     c = cand(7, "Прогноз погоды на 8 ноября", body)
-    assert dedupe.decide(e, [c], now=T0, window=WINDOW) is None
+    assert dedupe.decide(e, [c], now=T0, window=WINDOW).story is None
     e = entry("Прогноз погоды на 8 ноября", body.replace("+5", "+4"))
-    assert dedupe.decide(e, [c], now=T0, window=WINDOW) == 7
+    assert dedupe.decide(e, [c], now=T0, window=WINDOW).story == 7
 
 
 def test_headline_reported_in_the_other_article_joins() -> None:
@@ -197,7 +203,7 @@ def test_headline_reported_in_the_other_article_joins() -> None:
     )
     e = entry("«Соловей» переедет в кинотеатры «Каро»", new_body)
     c = cand(7, "Репертуар закрывающегося «Соловья» перенесут в сеть «Каро»", old_body)
-    assert dedupe.decide(e, [c], now=T0, window=WINDOW) == 7
+    assert dedupe.decide(e, [c], now=T0, window=WINDOW).story == 7
     # ...which the cosine of the two texts alone would not have joined
     a, b = dedupe.signature(e.title, e.text), dedupe.signature(c.title, c.text)
     ones = dict.fromkeys(a.title | a.lead | b.title | b.lead, 1.0)
@@ -208,7 +214,7 @@ def test_headline_reported_in_the_other_article_joins() -> None:
         "Сеть «Каро» повышает цены на билеты",
         "С декабря билеты в кинотеатрах сети «Каро» подорожают на десять процентов.",
     )
-    assert dedupe.decide(e, [other], now=T0, window=WINDOW) is None
+    assert dedupe.decide(e, [other], now=T0, window=WINDOW).story is None
 
 
 def test_two_word_headline_found_in_an_article_is_no_evidence() -> None:
@@ -224,7 +230,7 @@ def test_two_word_headline_found_in_an_article_is_no_evidence() -> None:
     c = cand(7, "Cast of the series talks about the desert shoot", body)
     a, b = dedupe.signature(e.title, e.text), dedupe.signature(c.title, c.text)
     assert len(a.title) < dedupe.CROSS_MIN_TITLE and a.title <= b.title | b.lead
-    assert dedupe.decide(e, [c], now=T0, window=WINDOW) is None
+    assert dedupe.decide(e, [c], now=T0, window=WINDOW).story is None
 
 
 def test_russian_endings_meet() -> None:
@@ -418,13 +424,13 @@ def test_a_small_story_the_entry_also_joins_is_absorbed() -> None:
     for Chapter 11" to join; CNN's headline joins both, so Forbes' story is folded in."""
     small = _story(2, [("forbes", "Sbarro files for bankruptcy protection for the second time")])
     e = entry("Pizza chain Sbarro files for bankruptcy", feed="cnn")
-    assert dedupe.decide(e, small, now=T0, window=WINDOW) == 2  # it joins either alone
-    found = dedupe.decide_story(e, _story(1, SBARRO) + small, now=T0, window=WINDOW)
+    assert dedupe.decide(e, small, now=T0, window=WINDOW).story == 2  # it joins either alone
+    found = dedupe.decide(e, _story(1, SBARRO) + small, now=T0, window=WINDOW)
     assert (found.story, found.absorbed) == (1, (2,))
     # a story of more than ABSORB_SIZE outlets is established: never folded in
     outlets = frozenset({"forbes"} | {f"desk{n}" for n in range(dedupe.ABSORB_SIZE)})
     large = [dataclasses.replace(small[0], feeds=outlets)]
-    found = dedupe.decide_story(e, _story(1, SBARRO) + large, now=T0, window=WINDOW)
+    found = dedupe.decide(e, _story(1, SBARRO) + large, now=T0, window=WINDOW)
     assert (found.story, found.absorbed) == (1, ())
 
 
@@ -449,10 +455,10 @@ def test_a_bridge_headline_naming_two_subjects_folds_nothing(
     )
     chef = _story(2, [("film", "Favreau's Chef opens at SXSW")], minutes=20)
     e = entry("Zac Efron reunion and Favreau's Chef opens SXSW", feed="blog")
-    assert dedupe.decide(e, chef, now=T0, window=WINDOW) == 2
-    assert dedupe.decide_story(e, reunion + chef, now=T0, window=WINDOW).absorbed == ()
+    assert dedupe.decide(e, chef, now=T0, window=WINDOW).story == 2
+    assert dedupe.decide(e, reunion + chef, now=T0, window=WINDOW).absorbed == ()
     monkeypatch.setattr(dedupe, "ABSORB_PROFILE", 0.0)
-    assert dedupe.decide_story(e, reunion + chef, now=T0, window=WINDOW).absorbed == (2,)
+    assert dedupe.decide(e, reunion + chef, now=T0, window=WINDOW).absorbed == (2,)
 
 
 def test_a_lookalike_story_is_never_absorbed() -> None:
@@ -460,7 +466,7 @@ def test_a_lookalike_story_is_never_absorbed() -> None:
     brest = _story(1, [("belta", "Прогноз погоды в Бресте на 17 мая")])
     gomel = _story(2, [("sb", "Прогноз погоды в Гомеле на 17 мая")])
     e = entry("Прогноз погоды в Бресте на 17 мая: дожди", feed="tut")
-    found = dedupe.decide_story(e, brest + gomel, now=T0, window=WINDOW)
+    found = dedupe.decide(e, brest + gomel, now=T0, window=WINDOW)
     assert (found.story, found.absorbed) == (1, ())
 
 

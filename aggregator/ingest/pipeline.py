@@ -258,7 +258,7 @@ def _find_story(
             wanted |= c.sig.everything
             known.add(r.entry_id)
     freq.load(wanted)
-    decision = dedupe.decide_story(
+    decision = dedupe.decide(
         entry,
         candidates,
         now=now,

@@ -881,7 +881,7 @@ def aliases_of(table: Mapping[str, Sequence[str]]) -> entities.Aliases:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What `decide_story` found: the story an entry joins, with its score, and the
+    """What `decide` found: the story an entry joins, with its score, and the
     small stories it shows to be the same event (`ABSORB_SIZE`), to be folded in."""
 
     story: int | None
@@ -890,23 +890,6 @@ class Decision:
     #: stories of at most `ABSORB_SIZE` feeds this entry also joins on its own
     #: score, whose headlines read like the joined story's (`ABSORB_PROFILE`)
     absorbed: tuple[int, ...] = ()
-
-
-def decide_story(
-    entry: models.Entry,
-    candidates: Sequence[Candidate],
-    *,
-    now: datetime,
-    window: timedelta,
-    df: Mapping[str, int] | None = None,
-    n_docs: int = 0,
-    sig: Signature | None = None,
-    weights: IdfWeights | None = None,
-    aliases: entities.Aliases | None = None,
-) -> Decision:
-    """`decide`, with the joined story's score (for the log) and the stories it
-    absorbs."""
-    return _decide(entry, candidates, now, window, df, n_docs, sig, weights, aliases)
 
 
 def decide(
@@ -920,8 +903,9 @@ def decide(
     sig: Signature | None = None,
     weights: IdfWeights | None = None,
     aliases: entities.Aliases | None = None,
-) -> int | None:
-    """The story the entry joins, or None for a new story.
+) -> Decision:
+    """The story the entry joins (None for a new story), its score, and the small
+    stories it shows to be the same event (`Decision.absorbed`).
 
     Deterministic: ties go to the lower story id. `now` bounds the entry's time (a
     feed may claim a future date); candidates further than `window` from it are
@@ -931,7 +915,7 @@ def decide(
     (`Comparison.positional`) is not joined through its other members: those are
     the look-alike's retellings.
     """
-    return _decide(entry, candidates, now, window, df, n_docs, sig, weights, aliases).story
+    return _decide(entry, candidates, now, window, df, n_docs, sig, weights, aliases)
 
 
 def _decide(
