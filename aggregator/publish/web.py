@@ -90,7 +90,7 @@ def health(config: Config, db: store.Store, now: datetime) -> tuple[bool, dict[s
 def create_app(config: Config, *, fast_path: bool = True) -> Flask:
     """Build the app; each request thread gets its own database connection. With
     `fast_path`, `feedpath.TopicFeeds` answers topic feeds before Flask does (the
-    same answers: tests/test_web.py compares the two)."""
+    same answers: tests/test_feedpath.py compares the two)."""
     app = Flask(__name__)
     app.config["AGGREGATOR"] = config
     cache = publish.TopicCache(config)
