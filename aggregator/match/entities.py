@@ -46,7 +46,10 @@ TermFn = Callable[[str, str], "str | None"]
 #: how much of an entry's text is read for the words it writes capitalised
 TEXT_CHARS = 3000
 
-_RAW_WORD = re.compile(f"[\\w{mark_class()}]+")
+#: a raw word, to split text by (the words and what lies between them); in ASCII
+#: text, which has no marks, the plain class scans several times faster than every mark's
+_RAW_SPLIT = re.compile(f"([\\w{mark_class()}]+)")
+_ASCII_SPLIT = re.compile(r"(\w+)", re.ASCII)
 _ORDINAL = re.compile(r"(\d{1,2})(?:st|nd|rd|th|-?го|-?е|-?я)$")
 #: a sentence starts after these (and at the start): the word after is capitalised anyway
 #: (not quotes: Russian desks put names in «», and a quoted word is not a new sentence)
@@ -261,28 +264,43 @@ class _Word:
         self.upper = raw[0].isupper()
 
 
-def _split(text: str, term: TermFn) -> list[_Word]:
-    """The raw words of `text` with their terms and whether each starts a sentence."""
+def _scan(text: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The raw words of `text` (NFKC), the text before each (and after the last),
+    their folded forms and keys."""
     raw = unicodedata.normalize("NFKC", text)
-    found = [(m.group(), m.start(), m.end()) for m in _RAW_WORD.finditer(raw)]
+    # split, not finditer: strings only, no match object per word (four times faster)
+    parts = (_ASCII_SPLIT if raw.isascii() else _RAW_SPLIT).split(raw)
+    found, gaps = parts[1::2], parts[0::2]
     # a decimal ("3.60", "2,4") is one number, not two
-    for n in range(len(found) - 1, 0, -1):
-        (w0, s0, _), (w1, s1, e1) = found[n - 1], found[n]
-        if w0.isdigit() and w1.isdigit() and s1 - s0 - len(w0) == 1 and raw[s1 - 1] in ".,":
-            found[n - 1 : n + 1] = [(f"{w0}.{w1}", s0, e1)]
+    digit = [w.isdigit() for w in found]
+    if any(map(operator.and_, digit, itertools.islice(digit, 1, None))):
+        for n in range(len(found) - 1, 0, -1):
+            if not (digit[n] and digit[n - 1]):
+                continue  # (a merged pair is no digit run either: checked again below)
+            w0, w1 = found[n - 1], found[n]
+            if w0.isdigit() and w1.isdigit() and gaps[n] in (".", ","):
+                found[n - 1 : n + 1] = [f"{w0}.{w1}"]
+                del gaps[n]
     # folding the whole text at once is several times cheaper than word by word; a
     # word that folds into two (rare: a ligature) makes the counts differ
-    folded = words(fold(" ".join(w for w, _, _ in found)))
+    folded = words(fold(" ".join(found)))
     if len(folded) != len(found):
-        folded = [(words(fold(w)) or [""])[0] for w, _, _ in found]
-    ks = keys(folded, None)
-    out: list[_Word] = []
-    prev_end = 0
-    for (w, s, e), f, k in zip(found, folded, ks, strict=True):
-        start = not out or (s > prev_end and not _STARTERS.isdisjoint(raw[prev_end:s]))
-        out.append(_Word(w, f, term(f, k) if f else None, _stem(k), start))
-        prev_end = e
-    return out
+        folded = [(words(fold(w)) or [""])[0] for w in found]
+    return found, gaps, folded, keys(folded, None)
+
+
+def _starts_sentence(gaps: Sequence[str], i: int) -> bool:
+    """Whether word `i` starts a sentence (the first word does), by the text before it."""
+    return i == 0 or not _STARTERS.isdisjoint(gaps[i])
+
+
+def _split(text: str, term: TermFn) -> list[_Word]:
+    """The raw words of `text` with their terms and whether each starts a sentence."""
+    found, gaps, folded, ks = _scan(text)
+    return [
+        _Word(w, f, term(f, k) if f else None, _stem(k), _starts_sentence(gaps, i))
+        for i, (w, f, k) in enumerate(zip(found, folded, ks, strict=True))
+    ]
 
 
 def _acronym(raw: str) -> bool:
@@ -299,11 +317,24 @@ def capitalised_in(text: str, term: TermFn) -> frozenset[str]:
     """Terms the text writes as names, from its first `TEXT_CHARS` characters:
     capitalised inside a sentence, or capitalised wherever it occurs and never in
     lower case ("Chinese" opening the text), by the text's own spelling."""
-    ws = [w for w in _split(text[:TEXT_CHARS], term) if w.term and cased(w.raw)]
-    lower = {w.term for w in ws if not w.upper}
-    return frozenset(
-        w.term for w in ws if w.term and w.upper and (not w.start or w.term not in lower)
-    )
+    # `_split`'s words without a `_Word` each: a text has hundreds, a headline ten,
+    # and only the capitalised ones need to know whether they start a sentence
+    found, gaps, folded, ks = _scan(text[:TEXT_CHARS])
+    lower: set[str] = set()
+    upper: list[tuple[str, int]] = []
+    memo: dict[str, str | None] = {}  # a word's term (its key follows from the word)
+    for i, (w, f) in enumerate(zip(found, folded, strict=True)):
+        ch = w[0]
+        if not f or not (ch.isupper() or ch.islower()):
+            continue
+        t = memo[f] if f in memo else memo.setdefault(f, term(f, ks[i]))
+        if not t:
+            continue
+        if ch.isupper():
+            upper.append((t, i))
+        else:
+            lower.add(t)
+    return frozenset(t for t, i in upper if t not in lower or not _starts_sentence(gaps, i))
 
 
 def find(title: str, text: str, term: TermFn) -> frozenset[str]:
