@@ -11,11 +11,8 @@ through a pipe the thread was closing: "Exception ignored in: <module 'threading
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 from aggregator.ingest.pipeline import ParsePool
@@ -44,35 +41,6 @@ def test_a_started_pool_is_not_idle() -> None:
         pool.close_if_idle()  # what the first 304 of the poll does
         assert pool._pool is not None
         assert pool.run(int, "7") == 7
-    finally:
-        pool.close()
-
-
-def _pid_after(seconds: float) -> int:
-    time.sleep(seconds)
-    return os.getpid()
-
-
-def test_a_job_overflows_into_this_process_only_with_cpu_to_spare() -> None:
-    """With the one worker busy, an `overflow` job runs here when this process has
-    been idle; one that may not overflow waits for the worker."""
-    pool = ParsePool(1)
-    pool.start()
-    busy: list[int] = []
-    try:
-        worker = threading.Thread(target=lambda: busy.append(pool.run(_pid_after, 2.0)))
-        worker.start()
-        time.sleep(0.7)  # an idle process: longer than the CPU share's window
-        assert pool.run(_pid_after, 0.0, overflow=True) == os.getpid()
-        assert pool.run(_pid_after, 0.0) != os.getpid()  # waited for the worker
-        worker.join()
-        assert busy and busy[0] != os.getpid()
-        worker = threading.Thread(target=lambda: busy.append(pool.run(_pid_after, 1.0)))
-        worker.start()
-        time.sleep(0.2)
-        pool._cpu._share, pool._cpu._wall = 1.0, time.monotonic()  # a poller using its core
-        assert pool.run(_pid_after, 0.0, overflow=True) != os.getpid()
-        worker.join()
     finally:
         pool.close()
 

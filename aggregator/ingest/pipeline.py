@@ -225,7 +225,6 @@ def _parse_and_prepare(
         known,
         digested,
         inline=unseen is not None and unseen <= INLINE_ITEMS,
-        overflow=True,
     )
     return _Read(parsed, prepared, unchanged, full_read)
 

@@ -40,9 +40,6 @@ class ParsePool:
     #: seconds without work after which the workers are let go (the daemon's steady
     #: state parses inline; the workers come back for the next big feed)
     IDLE_SECONDS = 300.0
-    #: this process has CPU to spare for a parse when its threads used less than this
-    #: share of one core lately (the writer, when it sets the pace, uses nearly all)
-    SPARE = 0.75
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
@@ -53,48 +50,17 @@ class ParsePool:
         self._retiring: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._frozen = False
-        #: jobs given to the workers and not finished (queued ones included)
-        self._running = 0
-        #: jobs run here because every worker was busy (`run`'s `overflow`)
-        self._here = 0
-        self._cpu = _CpuShare()
 
-    def run(
-        self, fn: Callable[..., T], *args: Any, inline: bool = False, overflow: bool = False
-    ) -> T:
-        """`fn(*args)` in a worker process, or here when `inline` (or without workers).
-
-        With `overflow`, a job that would wait for a busy worker runs here instead
-        when this process has had CPU to spare lately (`SPARE`), one such job at a
-        time: this process is one more worker then. A first poll parses nearly every
-        feed it fetches, and with one parse process on two cores the poller's own
-        core sat partly idle between writes.
-        """
+    def run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
+        """`fn(*args)` in a worker process, or here when `inline` (or without workers)."""
         if self.processes <= 0:
             return fn(*args)
         if inline:
             self.close_if_idle()
             return fn(*args)
-        with self._lock:
-            here = (
-                overflow
-                and self._running >= self.processes
-                and not self._here
-                and self._cpu.share() < self.SPARE
-            )
-            if here:
-                self._here += 1
-        if here:
-            try:
-                return fn(*args)
-            finally:
-                with self._lock:
-                    self._here -= 1
         self._used = time.monotonic()
         for _ in range(2):
             pool = self._get()
-            with self._lock:
-                self._running += 1
             try:
                 result = pool.submit(fn, *args).result()
             except BrokenProcessPool:
@@ -102,9 +68,6 @@ class ParsePool:
             else:
                 self._worked = True
                 return result
-            finally:
-                with self._lock:
-                    self._running -= 1
         if not self._worked:
             # Workers that never finished anything cannot start here at all (a
             # program read from stdin, which a spawned interpreter cannot re-import):
@@ -205,20 +168,3 @@ class ParsePool:
         for stopping in retiring:
             # past the deadline a worker still parsing is left to `worker_started`'s watch
             stopping.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-
-
-class _CpuShare:
-    """The share of one core this process's threads used over the last WINDOW seconds."""
-
-    WINDOW = 0.5
-
-    def __init__(self) -> None:
-        self._wall, self._cpu = time.monotonic(), time.process_time()
-        self._share = 1.0  # busy until measured
-
-    def share(self) -> float:
-        wall, cpu = time.monotonic(), time.process_time()
-        if wall - self._wall >= self.WINDOW:
-            self._share = (cpu - self._cpu) / (wall - self._wall)
-            self._wall, self._cpu = wall, cpu
-        return self._share
