@@ -199,6 +199,7 @@ def child_ours(config_path: str, profile: str | None) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from aggregator import config
     from aggregator.ingest import pipeline as poll
+    from aggregator.ingest import prepare  # noqa: F401  (loaded by a poll that parses: an import)
     from aggregator.publish import cache as publish
     from aggregator.storage import store
 

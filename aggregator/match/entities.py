@@ -29,6 +29,7 @@ capitals to tell a name by; for them the comparison also reads *positions*
 
 from __future__ import annotations
 
+import collections
 import functools
 import itertools
 import operator
@@ -159,23 +160,23 @@ class SortedNames:
 
     The place list as two frozensets of str took 7.8 MiB in every process that
     read a headline (12.5 MiB while it loaded): here it is the file's own bytes, an
-    offset per name and a bitmap of two bits of each name's hash, which turns most
-    words away before a binary search over the lines confirms a hit. Membership is
-    exact, as a set's.
+    offset per name and a table of one byte per hash bucket (two buckets per name),
+    which turns most words away before a binary search over the lines confirms a
+    hit. Membership is exact, as a set's.
     """
 
-    __slots__ = ("_blob", "_starts", "_bits", "_n")
+    __slots__ = ("_blob", "_starts", "_buckets", "_n")
 
-    #: the bitmap holds 2**BITS bits (256 KiB): about 1 % of the words that are no
-    #: place get as far as the binary search
-    BITS = 21
+    #: 2**BITS buckets (1 MiB): about 1 % of the words that are no place get as far
+    #: as the binary search
+    BITS = 20
     _MASK = (1 << BITS) - 1
     _CHUNK = 1 << 16
 
     def __init__(self, blob: bytes) -> None:
         """`blob`: the names in byte order (a str sort: UTF-8 keeps code point
         order), each ended by a newline."""
-        bits = bytearray(1 << (self.BITS - 3))
+        buckets = bytearray(1 << self.BITS)
         mask = self._MASK
         starts = array("I")
         last = ""
@@ -186,22 +187,22 @@ class SortedNames:
             cut = blob.rfind(b"\n", pos, pos + self._CHUNK) + 1 or blob.index(b"\n", pos) + 1
             # (index raises for a last name without its newline)
             names = blob[pos:cut].decode("utf-8").split("\n")
-            names.pop()
-            names.insert(0, last)
-            if not all(map(operator.lt, names, itertools.islice(names, 1, None))):
+            names.pop()  # the "" after the last newline
+            if not (last < names[0] and all(map(operator.lt, names, names[1:]))):
                 raise ValueError("names not sorted or repeated")
-            del names[0]
-            for h in map(hash, names):
-                a, b = h & mask, (h >> 32) & mask
-                bits[a >> 3] |= 1 << (a & 7)
-                bits[b >> 3] |= 1 << (b & 7)
-            lengths = map(len, map(str.encode, names))
-            starts.extend(itertools.accumulate(lengths, lambda at, n: at + n + 1, initial=pos))
+            # every loop below runs in C: the names are loaded on a poll's first headline
+            hashes = list(map(hash, names))
+            ones = itertools.repeat(1)
+            collections.deque(map(buckets.__setitem__, map(mask.__and__, hashes), ones), 0)
+            high = map(mask.__and__, map(operator.rshift, hashes, itertools.repeat(32)))
+            collections.deque(map(buckets.__setitem__, high, ones), 0)
+            ends = itertools.accumulate(map(len, map(str.encode, names)), initial=pos)
+            starts.extend(map(operator.add, ends, itertools.count()))
             starts.pop()  # `cut`: the next chunk's first
             last = names[-1]
             pos = cut
         starts.append(len(blob))
-        self._blob, self._starts, self._bits, self._n = blob, starts, bytes(bits), len(starts) - 1
+        self._blob, self._starts, self._buckets, self._n = blob, starts, buckets, len(starts) - 1
 
     def __len__(self) -> int:
         return self._n
@@ -210,9 +211,8 @@ class SortedNames:
         if not isinstance(name, str):
             return False
         h = hash(name)
-        bits, mask = self._bits, self._MASK
-        a, b = h & mask, (h >> 32) & mask
-        if not (bits[a >> 3] >> (a & 7) & 1 and bits[b >> 3] >> (b & 7) & 1):
+        buckets, mask = self._buckets, self._MASK
+        if not (buckets[h & mask] and buckets[(h >> 32) & mask]):
             return False
         key = name.encode("utf-8", "surrogatepass")
         blob, starts = self._blob, self._starts
