@@ -19,7 +19,8 @@ measured in the same run on the same machine:
   pages split) of the child and its parse processes, sampled every 10 ms, for both
   systems (`own_maxrss_mib` in the JSON lines is the child's own peak RSS). The
   warm poll is also timed as a whole process from start to exit (`warm-process`):
-  `aggregator poll`, and a script calling reader's `update_feeds`.
+  `aggregator poll`, and a script calling reader's `update_feeds`. Our package is
+  byte-compiled first, as an installed one is (reader's was, by pip).
 * **serve**: `aggregator serve` (waitress) after a poll, under wrk with 50
   connections: `/topics/<slug>.atom` plain and conditional (If-None-Match), against
   nginx serving the same bytes from a file, and nginx serving our `export_dir`.
