@@ -26,8 +26,6 @@ from aggregator import config as config_mod
 from aggregator.config import checks
 from aggregator.errors import AggregatorError, ConfigError, StorageError
 from aggregator.ingest import pipeline as poll
-from aggregator.ingest import prepare
-from aggregator.match import topics
 from aggregator.publish import cache as publish
 from aggregator.publish import status as feed_status
 from aggregator.storage import store
@@ -431,6 +429,9 @@ def match(ctx: click.Context, topic: str, entry_url: str | None) -> None:
     Example:
         echo "Pakistan and Russia sign a deal" | aggregator match pakistan-russia
     """
+    from aggregator.ingest import prepare  # the stemmers: for this command only
+    from aggregator.match import topics
+
     cfg = _load(ctx)
     t = cfg.topic(topic)
     if t is None:

@@ -149,7 +149,14 @@ def fold(text: str) -> str:
 
 # A word: letters, digits and combining marks; "_" is replaced first, so that
 # snake_case splits like a hyphen (one character class scans faster than two).
-_WORD = re.compile(f"[\\w{mark_class()}]+")
+@functools.cache
+def _word() -> re.Pattern[str]:
+    """The pattern of a word in any script, built on the first text that is not
+    ASCII: `mark_class` scans every code point (25 ms), which a process reading only
+    English, or only validating its config, never needs."""
+    return re.compile(f"[\\w{mark_class()}]+")
+
+
 #: the same words in ASCII text, which has no marks: scanning with the plain class is
 #: three times faster, and most copy is English
 _ASCII_WORD = re.compile(r"\w+", re.ASCII)
@@ -159,7 +166,7 @@ def words(folded: str) -> list[str]:
     """Split already-folded text into words on Unicode word boundaries."""
     if "_" in folded:
         folded = folded.replace("_", " ")
-    return (_ASCII_WORD if folded.isascii() else _WORD).findall(folded)
+    return (_ASCII_WORD if folded.isascii() else _word()).findall(folded)
 
 
 #: scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Kana,

@@ -203,3 +203,49 @@ def test_every_command_has_help_with_an_example(site: Path) -> None:
     ):
         r = aggregator(*command, "--help", cwd=site)
         assert r.returncode == 0 and "Example" in r.stdout, command
+
+
+#: `aggregator poll`, reporting at exit which of the modules only a feed's new
+#: entries need were loaded
+POLL_REPORTING_MODULES = """
+import atexit
+import sys
+
+HEAVY = ("feedparser", "sqlite_utils", "aggregator.ingest.parse", "aggregator.match.entities",
+         "aggregator.ingest.prepare", "aggregator.match.dedupe", "charset_normalizer",
+         "nh3", "flask", "feedgen", "lxml")
+atexit.register(lambda: print("loaded:", *[m for m in HEAVY if m in sys.modules], file=sys.stderr))
+from aggregator.cli import main
+
+main()
+"""
+
+
+def test_a_poll_of_304s_loads_no_parser_stemmer_or_migrations(site: Path) -> None:
+    """The cron case: every feed answers 304, so the process needs neither
+    feedparser, nor clustering and its place list, nor sqlite-utils (the database
+    is up to date); a poll that brings entries loads them. (The query engine is
+    loaded: the config's queries are checked on every load.)"""
+    env = dict(os.environ, AGGREGATOR_CONFIG=str(site / "aggregator.toml"))
+
+    def poll() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", POLL_REPORTING_MODULES, "poll"],
+            cwd=site,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    first = poll()
+    assert first.returncode == 0, first.stderr
+    assert "new=2" in first.stdout
+    loaded = first.stderr.splitlines()[-1].split()[1:]
+    assert {"feedparser", "sqlite_utils", "aggregator.match.dedupe"} <= set(loaded)
+    second = poll()
+    assert second.returncode == 0, second.stderr
+    assert "not_modified" in second.stdout
+    assert second.stderr.splitlines()[-1] == "loaded:"
+    export = aggregator("export", "pak-russia", "--format", "json", cwd=site)
+    assert export.returncode == 0 and "Pakistan and Russia sign energy deal" in export.stdout

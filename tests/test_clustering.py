@@ -292,3 +292,23 @@ def test_a_daily_report_for_another_day_is_its_own_story(tmp_path: Path) -> None
     assert r.returncode == 1, r.stdout + r.stderr
     assert "rule: texts report different days" in r.stdout
     assert "only in 1: @05-04 (date)" in r.stdout and "only in 2: @05-09 (date)" in r.stdout
+
+
+def test_the_place_list_answers_as_a_set_of_its_lines() -> None:
+    """`entities.places()` is compact (sorted UTF-8 lines and a hash bitmap), and
+    answers exactly as a set of places.txt's lines would, in every script."""
+    text = (Path(entities.__file__).with_name("places.txt")).read_text("utf-8")
+    lines = {line for line in text.splitlines() if line and not line.startswith("#")}
+    single, multi = entities.places()
+    assert len(single) == len(lines)
+    assert all(name in single for name in lines)
+    near = {w + s for w in sorted(lines)[::50] for s in ("a", "я", " x", "")} | {
+        w[:-1] for w in sorted(lines)[::50]
+    }
+    assert all((w in multi) == (w in lines) for w in near)
+    assert "" not in single and "zzzz" not in single and 3 not in single
+    assert all(" ".join(entities.place_keys(n)) in single for n in ("Lahore", "Брест", "Karachi"))
+    names = entities.SortedNames(b"b\nc\nd d\n")
+    assert "d d" in names and "a" not in names and "c " not in names
+    with pytest.raises(ValueError):
+        entities.SortedNames(b"b\na\n")

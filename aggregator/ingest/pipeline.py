@@ -19,22 +19,28 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aggregator.config import Config, FeedConfig
 from aggregator.errors import FetchError, ParseError
-from aggregator.ingest import parse, prepare, schedule
+from aggregator.ingest import schedule
 from aggregator.ingest.http import fetch, limiter
 from aggregator.ingest.memory import tune_malloc
-from aggregator.ingest.prepare import TopicMatcher, compile_topics
 from aggregator.ingest.workers import ParsePool
 from aggregator.logs import poll_fields
-from aggregator.match import dedupe, topics
 from aggregator.match.termstats import TermStats, Transaction
 from aggregator.models import FeedState, FeedUpdate, Fetched, ParsedFeed, PollResult
 from aggregator.storage import store
 from aggregator.storage.writer import GroupWriter
+
+if TYPE_CHECKING:
+    # Parsing, preparing and clustering are imported by the first poll that brings
+    # entries (and by the parse processes' start): a poll whose feeds all answer 304
+    # never loads feedparser, the stemmers or the place list.
+    from aggregator.ingest import prepare
+    from aggregator.ingest.prepare import TopicMatcher
+    from aggregator.match import dedupe
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +59,46 @@ class Poller:
     config: Config
     session: fetch.Session = field(init=False)
     limiter: limiter.HostLimiter = field(init=False)
-    matchers: list[TopicMatcher] = field(init=False)
+    #: the compiled topics, compiled by the first poll that parses (`topic_blob`)
+    matchers: list[TopicMatcher] | None = field(init=False, default=None)
     host: str = field(init=False)
     rng: random.Random = field(default_factory=random.Random)
     #: callbacks run after a poll changed topics (the web cache, export_dir)
     on_change: list[Callable[[], None]] = field(default_factory=list)
     _rng_lock: threading.Lock = field(default_factory=threading.Lock)
+    _topics_lock: threading.Lock = field(default_factory=threading.Lock)
     #: dedupe's document frequencies, read once per term
     terms: TermStats = field(default_factory=TermStats)
     writer: GroupWriter[Transaction] = field(init=False)
     parsers: ParsePool = field(init=False)
     #: the compiled topics as parse processes receive them
-    matchers_blob: bytes = field(init=False)
+    matchers_blob: bytes | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         tune_malloc()
         polling = self.config.polling
         self.session = fetch.make_session(polling.concurrency, contact=polling.contact)
         self.limiter = limiter.HostLimiter(polling.per_host)
-        self.matchers = compile_topics(self.config)
         self.writer = GroupWriter(
             self.config.database.path,
             lambda db: Transaction(db, self.terms),
             self.terms.fold_pending,
         )
         self.parsers = ParsePool(polling.parse_processes)
-        self.matchers_blob = pickle.dumps(self.matchers)
         self.host = urlsplit(self.config.server.base_url).hostname or "localhost"
 
     def store(self) -> store.Store:
         return store.for_thread(self.config.database.path)
+
+    def topic_blob(self) -> bytes:
+        """The compiled topics as parse processes receive them, compiled once."""
+        with self._topics_lock:
+            if self.matchers_blob is None:
+                from aggregator.ingest.prepare import compile_topics
+
+                self.matchers = compile_topics(self.config)
+                self.matchers_blob = pickle.dumps(self.matchers)
+            return self.matchers_blob
 
     def close(self, timeout: float | None = None) -> None:
         """Release the HTTP session and the parse processes, waiting at most
@@ -188,6 +204,8 @@ def _parse_and_prepare(
     shipping it to a parse process costs more than those items, and a daemon whose
     polls are all like that never starts one.
     """
+    from aggregator.ingest import parse, prepare
+
     known = db.item_digests(feed.name)
     last_full = db.full_read_at(feed.name)
     full_read = known is None or last_full is None or now - last_full >= FULL_READ_EVERY
@@ -204,7 +222,7 @@ def _parse_and_prepare(
         feed.name,
         now,
         db.entry_hashes(feed.name),
-        poller.matchers_blob,
+        poller.topic_blob(),
         known,
         digested,
         inline=unseen is not None and unseen <= INLINE_ITEMS,
@@ -217,6 +235,8 @@ def _find_story(
 ) -> dedupe.Decision:
     """The story a new entry belongs to: the same post at its link (`dedupe.same_post`),
     or the same guid, else a near-duplicate (with the small stories it absorbs)."""
+    from aggregator.match import dedupe
+
     entry = p.entry
     story_id = None
     if entry.canonical_link:
@@ -498,6 +518,9 @@ def sync(config: Config, db: store.Store, now: datetime | None = None) -> None:
         db.drop_topics_except(t.slug for t in config.topics)
         if not changed:
             return
+        from aggregator.ingest.prepare import compile_topics
+        from aggregator.match import topics
+
         matchers = {m.slug: m for m in compile_topics(config)}
         for t, key in changed:
             db.reset_topic(t.slug, key)

@@ -14,7 +14,6 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from aggregator.errors import ParseError
-from aggregator.ingest import prepare
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +80,9 @@ class ParsePool:
     def _get(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
+                # imported before a fork, so the workers share its modules
+                from aggregator.ingest import prepare
+
                 self._pool = ProcessPoolExecutor(
                     self.processes, mp_context=self._context(), initializer=prepare.worker_started
                 )

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from aggregator.match import dedupe
 from aggregator.storage import store
+
+if TYPE_CHECKING:  # imported where first needed: a poll of 304s stores no entry
+    from aggregator.match import dedupe
 
 
 class TermStats:
@@ -46,7 +49,8 @@ class TermStats:
     known: set[int]
     n_docs: int | None
     counted_at: float
-    weights: dedupe.IdfWeights
+    #: None until a transaction needs them (`begin`)
+    weights: dedupe.IdfWeights | None
 
     def __init__(self) -> None:
         #: logged counts not folded into the store's term_df yet, of the terms not in
@@ -64,10 +68,12 @@ class TermStats:
         self.known = set()
         self.n_docs = None
         self.counted_at = 0.0
-        self.weights = dedupe.IdfWeights(self.df, 0)
+        self.weights = None
 
     def begin(self, db: store.Store) -> dedupe.IdfWeights:
         """The weights to decide with during one write transaction."""
+        from aggregator.match import dedupe
+
         if len(self.df) > self.MAX_TERMS or len(self.known) > self.MAX_KNOWN:
             self.fold(db)
             self.forget()
@@ -75,9 +81,11 @@ class TermStats:
         if self.n_docs is None or now - self.counted_at > self.RECOUNT_SECONDS:
             self.n_docs, self.counted_at = db.entry_count(), now
         w = self.weights
+        if w is None:
+            w = self.weights = dedupe.IdfWeights(self.df, 0)
         if abs(self.n_docs - w.n_docs) > self.REWEIGH * max(w.n_docs, 1):
-            self.weights = dedupe.IdfWeights(self.df, self.n_docs)
-        return self.weights
+            w = self.weights = dedupe.IdfWeights(self.df, self.n_docs)
+        return w
 
     def load(self, db: store.Store, terms: set[str]) -> None:
         df = self.df
@@ -104,7 +112,8 @@ class TermStats:
         self.pending_entries += entries
         if self.n_docs is not None:
             self.n_docs += entries
-        self.weights.forget(added)
+        if self.weights is not None:
+            self.weights.forget(added)
         if (
             self.pending_entries >= self.FOLD_ENTRIES
             or time.monotonic() - self.pending_since >= self.FOLD_SECONDS
@@ -125,22 +134,35 @@ class TermStats:
 
 class Transaction:
     """What one write transaction decides with: the weights, stored signatures
-    decoded once, and the term counts its feeds add (written once, at the end)."""
+    decoded once, and the term counts its feeds add (written once, at the end).
+
+    It begins (`TermStats.begin`) when first used: a batch of polls that all
+    answered 304 stores no entry, and needs neither the weights nor the count of
+    stored entries."""
 
     def __init__(self, db: store.Store, stats: TermStats) -> None:
         self.db = db
         self.stats = stats
-        self.weights = stats.begin(db)
+        self._weights: dedupe.IdfWeights | None = None
         self.added: dict[str, int] = {}
         self.entries = 0
         self.sigs: dict[int, dedupe.Signature] = {}
         self._job_added: dict[str, int] = {}
         self._job_entries = 0
 
+    @property
+    def weights(self) -> dedupe.IdfWeights:
+        """The weights to decide with (the transaction begins here if it has not)."""
+        if self._weights is None:
+            self._weights = self.stats.begin(self.db)
+        return self._weights
+
     def load(self, terms: set[str]) -> None:
+        _ = self.weights  # begun before any count is read
         self.stats.load(self.db, terms)
 
     def add(self, terms: Sequence[str]) -> None:
+        _ = self.weights
         self._job_entries += 1
         added = self._job_added
         for t in terms:
@@ -164,6 +186,7 @@ class Transaction:
 
     def n_docs(self) -> int:
         """Stored entries, this transaction's own included."""
+        _ = self.weights
         return (self.stats.n_docs or 0) + self.entries + self._job_entries
 
     def signature(self, entry_id: int, stored: str | None) -> dedupe.Signature | None:
@@ -172,7 +195,9 @@ class Transaction:
             return None
         sig = self.sigs.get(entry_id)
         if sig is None:
-            sig = self.sigs[entry_id] = dedupe.Signature.unpack(stored)
+            from aggregator.match.dedupe import Signature
+
+            sig = self.sigs[entry_id] = Signature.unpack(stored)
         return sig
 
     def flush(self) -> None:

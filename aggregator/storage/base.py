@@ -16,10 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-import sqlite_utils
-
 from aggregator.errors import StorageError
-from aggregator.storage.schema import migrations
+from aggregator.storage.schema import maybe_pending, migrations
 
 #: seconds a writer waits for another writer before giving up
 BUSY_TIMEOUT_MS = 60_000
@@ -92,9 +90,11 @@ class StoreBase:
             # disk) took 5-7 % off a 1,000-feed changed poll.
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self.conn = conn
-            if migrate:
+            if migrate and maybe_pending(conn):  # read-only: most opens find none
+                import sqlite_utils
+
                 db = sqlite_utils.Database(conn)
-                if migrations().pending(db):  # read-only: most opens find none
+                if migrations().pending(db):
                     with self._lock_for_migration():
                         migrations().apply(db)
         except sqlite3.Error as exc:
