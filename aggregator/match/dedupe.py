@@ -937,13 +937,15 @@ def _decide(
     best: dict[int, float] = {}
     votes: dict[int, int] = {}
     barred: dict[int, float] = {}
-    headlines: dict[int, Counter[str]] = {}
+    # each story's fetched headlines, for folding a small story in (rarely needed:
+    # counted only when a second story qualifies)
+    headlines: dict[int, list[frozenset[str]]] = {}
     feeds: dict[int, frozenset[str]] = {}
     for c in candidates:
         if entry.feed in c.feeds or abs(at - c.published) > window:
             continue
         c_sig = c.sig or signature(c.title, c.text)
-        headlines.setdefault(c.story_id, Counter()).update(c_sig.title)
+        headlines.setdefault(c.story_id, []).append(c_sig.title)
         feeds[c.story_id] = c.feeds
         cmp = compare(mine, c_sig, weights, aliases)
         if cmp.score == 0.0 and not cmp.conflict:
@@ -971,15 +973,24 @@ def _decide(
     if not ok:
         return Decision(None)
     story, score = -ok[0][2], ok[0][1]
-    joined = headlines[story] + Counter(mine.title)
+    small = [-sid for _, s, sid in ok[1:] if s >= 1.0 and len(feeds[-sid]) <= ABSORB_SIZE]
+    if not small:
+        return Decision(story, score)
+    joined = _words_of([*headlines[story], mine.title])
     absorbed = tuple(
-        -sid
-        for _, s, sid in ok[1:]
-        if s >= 1.0
-        and len(feeds[-sid]) <= ABSORB_SIZE
-        and _profile_cosine(joined, headlines[-sid], weights) >= ABSORB_PROFILE
+        sid
+        for sid in small
+        if _profile_cosine(joined, _words_of(headlines[sid]), weights) >= ABSORB_PROFILE
     )
     return Decision(story, score, absorbed)
+
+
+def _words_of(titles: Iterable[frozenset[str]]) -> Counter[str]:
+    """A story's headline words, each counted once per headline."""
+    out: Counter[str] = Counter()
+    for t in titles:
+        out.update(t)
+    return out
 
 
 def _profile_cosine(a: Counter[str], b: Counter[str], w: IdfWeights) -> float:
