@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+import sqlite_utils
+
 from aggregator.errors import StorageError
-from aggregator.storage.schema import maybe_pending, migrations
+from aggregator.storage.schema import migrations
 
 #: seconds a writer waits for another writer before giving up
 BUSY_TIMEOUT_MS = 60_000
@@ -90,11 +92,9 @@ class StoreBase:
             # disk) took 5-7 % off a 1,000-feed changed poll.
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self.conn = conn
-            if migrate and maybe_pending(conn):  # read-only: most opens find none
-                import sqlite_utils
-
+            if migrate:
                 db = sqlite_utils.Database(conn)
-                if migrations().pending(db):
+                if migrations().pending(db):  # read-only: most opens find none
                     with self._lock_for_migration():
                         migrations().apply(db)
         except sqlite3.Error as exc:

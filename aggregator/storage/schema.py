@@ -7,15 +7,12 @@ the ones it has not had. Each runs in the transaction that records it.
 from __future__ import annotations
 
 import functools
-import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
 
 from aggregator.models import SKIP_REASONS
-
-if TYPE_CHECKING:
-    import sqlite_utils
-    from sqlite_utils.migrations import Migrations
 
 #: the migration set's name, and the table where sqlite-utils records what it applied
 MIGRATION_SET = "aggregator"
@@ -36,30 +33,10 @@ def _migration(name: str) -> Callable[[_Migration], _Migration]:
 @functools.cache
 def migrations() -> Migrations:
     """The schema's migrations as sqlite-utils runs them (`pending`, `apply`)."""
-    from sqlite_utils.migrations import Migrations
-
     found = Migrations(MIGRATION_SET)
     for name, fn in _registered:
         found(name=name)(fn)
     return found
-
-
-def maybe_pending(conn: sqlite3.Connection) -> bool:
-    """Whether some migration may be pending: false when sqlite-utils' record (its
-    table, read here without it) lists every one of ours as applied. Importing
-    sqlite-utils costs a process about 11 MiB and a tenth of a second, and an
-    up-to-date database (every open but the first) never needs it; when this says
-    yes, sqlite-utils decides (`migrations().pending`)."""
-    try:
-        applied = {
-            row[0]
-            for row in conn.execute(
-                f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ?", (MIGRATION_SET,)
-            )
-        }
-    except sqlite3.OperationalError:  # no such table: a new database
-        return True
-    return any(name not in applied for name, _ in _registered)
 
 
 @_migration("0001_initial")
