@@ -53,6 +53,30 @@ def test_schema_creates_every_table_and_leaves_nothing_pending(db: store.Store) 
     assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_no_sqlite_utils_plugin_runs_on_our_connection(tmp_path: Path) -> None:
+    """An installed sqlite-utils plugin is another program's: it must not touch the
+    store's connection (nor may its lookup cost every open a scan of entry points)."""
+    from sqlite_utils.plugins import pm
+
+    touched: list[sqlite3.Connection] = []
+
+    class Plugin:
+        @sqlite_utils.hookimpl
+        def prepare_connection(self, conn: sqlite3.Connection) -> None:
+            touched.append(conn)
+
+    plugin = Plugin()
+    pm.register(plugin, name="test-plugin")
+    try:
+        sqlite_utils.Database(sqlite3.connect(":memory:"))  # the plugin is live
+        assert len(touched) == 1
+        with store.Store(tmp_path / "b.db") as s:
+            assert s.conn not in touched
+        assert len(touched) == 1
+    finally:
+        pm.unregister(plugin)
+
+
 def test_a_write_is_all_or_nothing_and_a_savepoint_rolls_back_alone(db: store.Store) -> None:
     with pytest.raises(RuntimeError), db.write():
         add(db, "dawn", "Lost with its transaction")

@@ -93,7 +93,10 @@ class StoreBase:
             conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
             self.conn = conn
             if migrate:
-                db = sqlite_utils.Database(conn)
+                # No sqlite-utils plugin is ours to run on this connection, and
+                # looking for them reads every installed package's entry points
+                # (20 ms of each process that opens the database).
+                db = sqlite_utils.Database(conn, execute_plugins=False)
                 if migrations().pending(db):  # read-only: most opens find none
                     with self._lock_for_migration():
                         migrations().apply(db)
