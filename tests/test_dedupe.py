@@ -505,3 +505,44 @@ def test_a_stored_signature_of_three_lines_still_reads() -> None:
     old = "\n".join(sig.pack().split("\n")[:3])
     assert dedupe.Signature.unpack(old) == dataclasses.replace(sig, dates=frozenset())
     assert dedupe.Signature.unpack(sig.pack()) == sig
+
+
+# -- a look-alike is judged without its text scores -----------------------------------------
+
+TEMPLATED = Path(__file__).resolve().parent / "feeds" / "templated.jsonl"
+
+
+def test_a_lookalike_is_judged_without_its_text_scores_and_decided_the_same() -> None:
+    """`compare(exact=False)` leaves out the IDF-weighted scores of a look-alike whose
+    entities differ unreported, and nothing it decides changes: on every templated
+    pair, both ways, the score, the conflict and the rule are those of the exact
+    comparison."""
+    pairs = [json.loads(line) for line in TEMPLATED.read_text(encoding="utf-8").splitlines()]
+    w = dedupe.IdfWeights(None, 0)
+    unscored = 0
+    for p in pairs:
+        a = dedupe.signature(p["a"]["title"], f"{p['a']['title']}\n{p['a']['text']}")
+        b = dedupe.signature(p["b"]["title"], f"{p['b']['title']}\n{p['b']['text']}")
+        for x, y in ((a, b), (b, a)):
+            exact, lazy = dedupe.compare(x, y, w), dedupe.compare(x, y, w, exact=False)
+            same = ("score", "title", "conflict", "resolved", "positional", "rule")
+            assert [getattr(lazy, f) for f in same] == [getattr(exact, f) for f in same], p["id"]
+            if lazy.scored:
+                assert (lazy.text, lazy.cross) == (exact.text, exact.cross)
+            else:
+                unscored += 1
+                assert lazy.conflict and not lazy.resolved, p["id"]
+    assert unscored >= 20  # most look-alikes cost no weighted cosine
+
+
+def test_a_story_whose_closest_member_is_a_lookalike_stays_barred() -> None:
+    """The bar a look-alike sets is computed even when its text scores were left out:
+    Karachi's forecast bars its story, whose other member alone would be joined."""
+    karachi = "Karachi will be hot and dry on Friday, 17 May, with a high of 41C and a low of 28C."
+    lahore = karachi.replace("Karachi", "Lahore")
+    look = cand(1, "Weather in Karachi on 17 May: hot and dry, 41C", karachi, feeds=("sb", "x"))
+    other = cand(1, "Hot and dry on 17 May: 41C expected", karachi, feeds=("sb", "x"))
+    e = entry("Weather in Lahore on 17 May: hot and dry, 41C", lahore)
+    assert dedupe.decide(e, [other], now=T0, window=WINDOW).story == 1
+    assert dedupe.decide(e, [look, other], now=T0, window=WINDOW).story is None
+    assert dedupe.decide(e, [other, look], now=T0, window=WINDOW).story is None

@@ -536,6 +536,9 @@ class Comparison:
     #: "entities differ, texts agree", "texts report different days" (then
     #: `only_a`/`only_b` hold each text's days), "below threshold"
     rule: str
+    #: `text` and `cross` were computed (always, unless `compare(exact=False)`
+    #: found that they could not change the outcome: then they read 0.0)
+    scored: bool = True
 
 
 def similarity(
@@ -654,7 +657,12 @@ _DATES = "texts report different days"
 
 
 def compare(
-    a: Signature, b: Signature, w: IdfWeights, aliases: entities.Aliases | None = None
+    a: Signature,
+    b: Signature,
+    w: IdfWeights,
+    aliases: entities.Aliases | None = None,
+    *,
+    exact: bool = True,
 ) -> Comparison:
     """Score two entries and say which rule decided (see the module's doc).
 
@@ -662,16 +670,23 @@ def compare(
     people, teams, numbers or dates, `_differing`) are one story only when both
     have text, the texts join on their own (`TEXT_THRESHOLD` or `CROSS_THRESHOLD`)
     and each text reports the other headline's own entities (dates never: a
-    different day is a different edition)."""
+    different day is a different edition).
+
+    With `exact=False` the text scores (the IDF-weighted ones, most of a
+    comparison's cost) are left out where they cannot change `score`, `conflict`,
+    `resolved` or the rule: a look-alike whose headline alone comes near
+    (`VOTE_LEVEL`) and whose entities differ unreported. `scored` says so; `decide`
+    computes them later in the rare case a barred story still needs them."""
     shared = len(a.title & b.title)
     title_score = 0.0
     if shared >= MIN_SHARED:
         # the unweighted cosine of two sets
         title_score = shared / math.sqrt(len(a.title) * len(b.title)) / TITLE_THRESHOLD
+    has_text = bool(a.lead and b.lead)
     text_score = cross_score = 0.0
-    if a.lead and b.lead:
-        text_score = _weighted_cosine(a.everything, b.everything, w) / TEXT_THRESHOLD
-        cross_score = _cross(a, b, w) / CROSS_THRESHOLD
+    scored = not has_text or exact or title_score < VOTE_LEVEL
+    if has_text and scored:
+        text_score, cross_score = _text_scores(a, b, w)
     score = max(title_score, text_score, cross_score)
     if score < VOTE_LEVEL:
         # too far apart to join or to bar a story whatever names they hold
@@ -703,6 +718,7 @@ def compare(
             False,
             False,
             _DATES,
+            scored,
         )
     both, only_a, only_b, positional = _differing(a, b, aliases)
     conflict = bool(only_a and only_b) and (
@@ -716,12 +732,18 @@ def compare(
     # a number only one side has is a detail the other left out ("14-year-old"); a
     # number against a number is the figure itself, which the other text must report
     figures = _figures(only_a) and _figures(only_b)
-    resolved = (
+    reported = (
         conflict
-        and max(text_score, cross_score) >= 1.0
+        and has_text
         and _reported(only_a if figures else _no_numbers(only_a), b, aliases)
         and _reported(only_b if figures else _no_numbers(only_b), a, aliases)
     )
+    if not scored and (reported or not conflict):
+        # the outcome rests on the text scores after all
+        scored = True
+        text_score, cross_score = _text_scores(a, b, w)
+        score = max(title_score, text_score, cross_score)
+    resolved = reported and max(text_score, cross_score) >= 1.0
     if conflict and not resolved:
         rule = "entities differ"
         final = 0.0
@@ -750,6 +772,16 @@ def compare(
         resolved,
         positional,
         rule,
+        scored,
+    )
+
+
+def _text_scores(a: Signature, b: Signature, w: IdfWeights) -> tuple[float, float]:
+    """The title+lead cosine and the headline-in-article score of two entries that
+    both have text, each scaled to its threshold."""
+    return (
+        _weighted_cosine(a.everything, b.everything, w) / TEXT_THRESHOLD,
+        _cross(a, b, w) / CROSS_THRESHOLD,
     )
 
 
@@ -937,6 +969,8 @@ def _decide(
     best: dict[int, float] = {}
     votes: dict[int, int] = {}
     barred: dict[int, float] = {}
+    # look-alikes whose text scores were not computed (`Comparison.scored`)
+    unscored: dict[int, list[tuple[float, Signature, float]]] = {}
     # each story's fetched headlines, for folding a small story in (rarely needed:
     # counted only when a second story qualifies)
     headlines: dict[int, list[frozenset[str]]] = {}
@@ -947,19 +981,30 @@ def _decide(
         c_sig = c.sig or signature(c.title, c.text)
         headlines.setdefault(c.story_id, []).append(c_sig.title)
         feeds[c.story_id] = c.feeds
-        cmp = compare(mine, c_sig, weights, aliases)
+        cmp = compare(mine, c_sig, weights, aliases, exact=False)
         if cmp.score == 0.0 and not cmp.conflict:
             continue
         f = 1.0 + (abs(at - c.published) / scale) ** 2
         if cmp.conflict and not cmp.resolved:
+            if not cmp.positional:
+                continue
+            if not cmp.scored:
+                # how near the look-alike comes matters only if its story qualifies
+                unscored.setdefault(c.story_id, []).append((cmp.title, c_sig, f))
+                continue
             near = max(cmp.title, cmp.text, cmp.cross) / f
-            if near >= 1.0 and cmp.positional:
+            if near >= 1.0:
                 barred[c.story_id] = max(near, barred.get(c.story_id, 0.0))
             continue
         score = cmp.score / f
         if score >= VOTE_LEVEL:
             votes[c.story_id] = votes.get(c.story_id, 0) + 1
         best[c.story_id] = max(score, best.get(c.story_id, 0.0))
+    for sid in unscored.keys() & best.keys():
+        for title_score, c_sig, f in unscored[sid]:
+            near = max(title_score, *_text_scores(mine, c_sig, weights)) / f
+            if near >= 1.0:
+                barred[sid] = max(near, barred.get(sid, 0.0))
     # the story with the most supporting members wins, not the single closest one:
     # growing the established story keeps one event from splintering into several
     ok = sorted(
