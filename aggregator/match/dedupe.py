@@ -584,8 +584,9 @@ def _differing(
     only_a = {e for e in a.entities if e not in b.entities and e not in b.title}
     only_b = {e for e in b.entities if e not in a.entities and e not in a.title}
     if only_a and only_b:
-        only_a = {e for e in only_a if not _same_root(e, b)}
-        only_b = {e for e in only_b if not _same_root(e, a)}
+        roots_a, roots_b = _roots(a), _roots(b)
+        only_a = {e for e in only_a if not _same_root(e, roots_b)}
+        only_b = {e for e in only_b if not _same_root(e, roots_a)}
     shared = set(a.entities | b.entities) - only_a - only_b
     positional = False
     if (only_a and only_b) or not (a.cased and b.cased):
@@ -613,11 +614,14 @@ def _differing(
 ROOT = 5
 
 
-def _same_root(e: str, other: Signature) -> bool:
-    if len(e) < ROOT or entities.kind(e) != "name":
-        return False
-    root = e[:ROOT]
-    return any(t.startswith(root) for t in other.title | other.entities)
+def _roots(sig: Signature) -> set[str]:
+    """The first `ROOT` letters of each word and entity of a headline (words shorter
+    than that are no other form of a name of `ROOT` letters or more)."""
+    return {t[:ROOT] for t in sig.title | sig.entities if len(t) >= ROOT}
+
+
+def _same_root(e: str, roots: set[str]) -> bool:
+    return len(e) >= ROOT and entities.kind(e) == "name" and e[:ROOT] in roots
 
 
 def _alike_apart_from(a: Signature, b: Signature, only_a: set[str], only_b: set[str]) -> bool:
