@@ -26,7 +26,6 @@ Arabic suffixes off Urdu words (پاکستان → پاکست). A key is "<lang>
 
 from __future__ import annotations
 
-import functools
 import html
 import itertools
 import re
@@ -37,8 +36,10 @@ from collections.abc import Sequence
 
 import snowballstemmer
 
+from aggregator.once import once
 
-@functools.cache
+
+@once
 def mark_class() -> str:
     """A regex class of every combining mark (Mn, Mc, Me): vowel signs and harakat.
 
@@ -149,7 +150,7 @@ def fold(text: str) -> str:
 
 # A word: letters, digits and combining marks; "_" is replaced first, so that
 # snake_case splits like a hyphen (one character class scans faster than two).
-@functools.cache
+@once
 def _word() -> re.Pattern[str]:
     """The pattern of a word in any script, built on the first text that is not
     ASCII: `mark_class` scans every code point (25 ms), which a process reading only

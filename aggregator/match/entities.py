@@ -39,6 +39,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 
+from aggregator.once import once
 from aggregator.text import fold, keys, mark_class, words
 
 #: maps one folded word to its clustering term, or None for a stopword or noise
@@ -226,7 +227,7 @@ class SortedNames:
         return lo < self._n and blob[starts[lo] : starts[lo + 1] - 1] == key
 
 
-@functools.cache
+@once
 def places() -> tuple[SortedNames, SortedNames]:
     """(one-word place names, several-word names) as clustering terms: about 60,000
     short strings, loaded on the first headline read. One `SortedNames` holds both:
