@@ -9,6 +9,7 @@ exception; anything else that raises is a bug and propagates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pickle
@@ -202,7 +203,9 @@ def _parse_and_prepare(
     in `FULL_READ_EVERY` every item is read, so retention learns what the feed still
     carries. A feed bringing a few unseen items (the steady state) is parsed here:
     shipping it to a parse process costs more than those items, and a daemon whose
-    polls are all like that never starts one.
+    polls are all like that never starts one. In a poll of many feeds at once
+    (`ParsePool.batch`) it goes to the parse process all the same, whose core would
+    otherwise idle while the poll threads and the writer share this one.
     """
     from aggregator.ingest import parse, prepare
 
@@ -491,12 +494,21 @@ def poll_many(
 ) -> Iterator[PollResult]:
     """Poll feeds on `[polling] concurrency` threads; results in completion order."""
     feeds = list(feeds)
+    workers = max(1, min(poller.config.polling.concurrency, len(feeds)))
+    # more feeds than poll threads (cron's poll of them all): worth a parse process
+    batch = len(feeds) > workers
     if poller.store().never_fetched(f.name for f in feeds):
         # a first fetch brings every item a feed has, for the parse processes: start
         # them while this is the only thread, so they are forked (see ParsePool)
         poller.parsers.start()
-    workers = max(1, min(poller.config.polling.concurrency, len(feeds)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+    elif batch:
+        # forked now, as cheap as a fork is; it loads the parse stages only if a feed
+        # brings new items, on the other core
+        poller.parsers.start(share=False)
+    with (
+        poller.parsers.batch() if batch else contextlib.nullcontext(),
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool,
+    ):
         futures = [pool.submit(poll_feed, poller, f, now) for f in feeds]
         for future in as_completed(futures):
             yield future.result()

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import pickle
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -151,19 +149,3 @@ def prepare_entry(matchers: Sequence[TopicMatcher], entry: Entry, language: str 
         terms=sorted(sig.everything),
         matches=matches,
     )
-
-
-def worker_started() -> None:
-    """In a parse process: leave when the poller is gone.
-
-    A worker waits on a queue whose other end it also holds, so a poller that is
-    killed (SIGKILL, a crash, a terminal closed) would leave it waiting forever.
-    """
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

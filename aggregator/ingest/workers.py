@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from aggregator.errors import ParseError
@@ -50,12 +52,14 @@ class ParsePool:
         self._retiring: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._frozen = False
+        #: a poll of many feeds at once is on (`batch`): small parses go to the workers
+        self._batch = False
 
     def run(self, fn: Callable[..., T], *args: Any, inline: bool = False) -> T:
         """`fn(*args)` in a worker process, or here when `inline` (or without workers)."""
         if self.processes <= 0:
             return fn(*args)
-        if inline:
+        if inline and not (self._batch and self._pool is not None):
             self.close_if_idle()
             return fn(*args)
         self._used = time.monotonic()
@@ -77,14 +81,14 @@ class ParsePool:
             return fn(*args)
         raise ParseError("the parse process died on this feed")
 
-    def _get(self) -> ProcessPoolExecutor:
+    def _get(self, share: bool = True) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                # imported before a fork, so the workers share its modules
-                from aggregator.ingest import prepare
-
+                if share:
+                    # imported before a fork, so the workers share its modules
+                    from aggregator.ingest import prepare  # noqa: F401
                 self._pool = ProcessPoolExecutor(
-                    self.processes, mp_context=self._context(), initializer=prepare.worker_started
+                    self.processes, mp_context=self._context(), initializer=_worker_started
                 )
             return self._pool
 
@@ -101,16 +105,31 @@ class ParsePool:
         # the workers are created by the submit that follows, still in this thread
         return multiprocessing.get_context("fork")
 
-    def start(self) -> None:
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """While polling many feeds at once, a feed with a few new items is parsed in
+        the workers too, if they run: the poll threads and the writer share one
+        core, and the workers' is otherwise idle. Alone, as the daemon polls a feed,
+        a small parse stays in its poll thread, where it costs less than shipping it.
+        """
+        self._batch = True
+        try:
+            yield
+        finally:
+            self._batch = False
+
+    def start(self, share: bool = True) -> None:
         """Start the workers ahead of need, forked if this is the only thread.
 
         A poll of feeds fetched for the first time parses nearly all it fetches in
         the workers; started before the poll threads, they share this process's
-        loaded modules instead of importing their own.
+        loaded modules instead of importing their own. Without `share`, this process
+        does not import the parse stages for them: a poll whose feeds may all answer
+        304 needs none, and a worker imports them on its first parse, on its core.
         """
         if self.processes > 0:
             self._used = time.monotonic()  # started for this poll: not idle
-            self._get().submit(int).result()
+            self._get(share).submit(int).result()
 
     def close_if_idle(self) -> None:
         """Let the workers go when they have had nothing to do for IDLE_SECONDS."""
@@ -166,5 +185,21 @@ class ParsePool:
             retiring, self._retiring = self._retiring, []
         deadline = None if timeout is None else time.monotonic() + timeout
         for stopping in retiring:
-            # past the deadline a worker still parsing is left to `worker_started`'s watch
+            # past the deadline a worker still parsing is left to `_worker_started`'s watch
             stopping.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def _worker_started() -> None:
+    """In a parse process: leave when the poller is gone.
+
+    A worker waits on a queue whose other end it also holds, so a poller that is
+    killed (SIGKILL, a crash, a terminal closed) would leave it waiting forever.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
