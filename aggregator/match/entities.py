@@ -50,7 +50,6 @@ TEXT_CHARS = 3000
 
 #: a raw word, to split text by (the words and what lies between them); in ASCII
 #: text, which has no marks, the plain class scans several times faster than every mark's
-_RAW_SPLIT = re.compile(f"([\\w{mark_class()}]+)")
 _ASCII_SPLIT = re.compile(r"(\w+)", re.ASCII)
 _ORDINAL = re.compile(r"(\d{1,2})(?:st|nd|rd|th|-?го|-?е|-?я)$")
 #: a sentence starts after these (and at the start): the word after is capitalised anyway
@@ -265,12 +264,20 @@ class _Word:
         self.upper = raw[0].isupper()
 
 
+@once
+def _raw_split() -> re.Pattern[str]:
+    """The same for text in any script, built on the first text that is not ASCII
+    (`mark_class` costs 20 ms: a process that clusters only, the poller's writer,
+    never reads a text)."""
+    return re.compile(f"([\\w{mark_class()}]+)")
+
+
 def _scan(text: str) -> tuple[list[str], list[str], list[str], list[str]]:
     """The raw words of `text` (NFKC), the text before each (and after the last),
     their folded forms and keys."""
     raw = unicodedata.normalize("NFKC", text)
     # split, not finditer: strings only, no match object per word (four times faster)
-    parts = (_ASCII_SPLIT if raw.isascii() else _RAW_SPLIT).split(raw)
+    parts = (_ASCII_SPLIT if raw.isascii() else _raw_split()).split(raw)
     found, gaps = parts[1::2], parts[0::2]
     # a decimal ("3.60", "2,4") is one number, not two
     digit = [w.isdigit() for w in found]
