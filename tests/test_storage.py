@@ -77,6 +77,43 @@ def test_no_sqlite_utils_plugin_runs_on_our_connection(tmp_path: Path) -> None:
         pm.unregister(plugin)
 
 
+def test_signatures_stored_in_earlier_forms_are_rewritten_to_the_one_read(
+    tmp_path: Path,
+) -> None:
+    """Rows from before the packed form (JSON lists) and before the text's days were
+    kept (three lines) are brought to four lines by a migration, and read."""
+    import json
+
+    path = tmp_path / "old.db"
+    with store.Store(path) as s:
+        s.sync_feeds([("dawn", "https://dawn.example/feed")])
+        sig = dedupe.signature("Putin meets Sharif in Moscow", "Putin met Sharif on 4 May.")
+        four = sig.pack()
+        three = "\n".join(four.split("\n")[:3])
+        as_json = json.dumps([list(sig.order), sorted(sig.lead), sorted(sig.entities)])
+        ids = []
+        for n, stored in enumerate((four, three, as_json)):
+            e = entry(f"Story {n}", "Body", "dawn", at=NOW)
+            ids.append(s.insert_entry(e, s.new_story(NOW, NOW, "h"), NOW, stored))
+        s.conn.execute(
+            "DELETE FROM _sqlite_migrations WHERE name = '0010_signatures_in_four_lines'"
+        )
+        s.conn.commit()
+    with store.Store(path) as s:  # the migration is pending again: applied on open
+        stored = [
+            s.conn.execute("SELECT sig FROM entries WHERE id = ?", (i,)).fetchone()[0] for i in ids
+        ]
+    assert stored[0] == four
+    assert dedupe.Signature.unpack(stored[1]) == with_days(sig, dates=frozenset())
+    assert dedupe.Signature.unpack(stored[2]) == with_days(sig, dates=frozenset())
+    assert dedupe.Signature.unpack(stored[0]) == sig
+
+
+def with_days(sig: dedupe.Signature, *, dates: frozenset[str]) -> dedupe.Signature:
+    """`sig` with other days."""
+    return dedupe.Signature(sig.order, sig.lead, sig.entities, dates)
+
+
 def test_a_write_is_all_or_nothing_and_a_savepoint_rolls_back_alone(db: store.Store) -> None:
     with pytest.raises(RuntimeError), db.write():
         add(db, "dawn", "Lost with its transaction")

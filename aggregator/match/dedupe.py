@@ -72,12 +72,11 @@ The method, chosen by measurement (see `bench/dedup_eval.py`):
 
 from __future__ import annotations
 
-import json
 import math
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aggregator import models
@@ -254,48 +253,91 @@ def _distinct(seq: Iterable[str], limit: int, skip: frozenset[str] = frozenset()
     return list(seen)
 
 
-@dataclass(frozen=True, slots=True)
 class Signature:
     """What `decide` compares, derived from title and text alone by `signature()`.
 
     The store persists it (`pack`/`unpack`) or recomputes it; both give the same value.
+    Treat it as immutable: a stored entry's signature is decoded for every later
+    entry it is a candidate of, so it is a plain slotted class (no frozen dataclass's
+    per-field `object.__setattr__`), and a decoded one builds `everything` in one
+    pass and `lead` only when asked for.
     """
+
+    __slots__ = ("order", "entities", "dates", "title", "everything", "cased", "_lead")
 
     #: the title's distinct terms, in the order the headline writes them
     order: tuple[str, ...]
-    #: the first `LEAD_TERMS` distinct terms of the text that are not title terms
-    lead: frozenset[str]
     #: the headline's entities (`aggregator.match.entities.find`): names as terms,
     #: numbers as digits ("8 ноября" gives "@11-08"; "Q2" gives "2"), dates as "@..."
-    entities: frozenset[str] = frozenset()
+    entities: frozenset[str]
     #: the days the start of the text names by day and month ("@05-04"): what it
     #: reports on (`entities.dates_in`)
-    dates: frozenset[str] = frozenset()
+    dates: frozenset[str]
     #: the title's distinct terms as a set
-    title: frozenset[str] = field(init=False, repr=False, compare=False)
+    title: frozenset[str]
     #: title | lead, which every comparison needs: built once, not once per pair
-    everything: frozenset[str] = field(init=False, repr=False, compare=False)
+    everything: frozenset[str]
     #: every title word is of a cased script (or a number)
-    cased: bool = field(init=False, repr=False, compare=False)
+    cased: bool
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "title", frozenset(self.order))
-        object.__setattr__(self, "everything", self.title | self.lead)
-        object.__setattr__(self, "cased", all(t.isdigit() or entities.cased(t) for t in self.order))
+    def __init__(
+        self,
+        order: tuple[str, ...],
+        lead: frozenset[str],
+        entities: frozenset[str] = frozenset(),
+        dates: frozenset[str] = frozenset(),
+    ) -> None:
+        self._set(order, self_title := frozenset(order), self_title | lead, entities, dates)
+        self._lead: frozenset[str] | None = lead
 
-    def to_json(self) -> list[list[str]]:
-        return [list(self.order), sorted(self.lead), sorted(self.entities), sorted(self.dates)]
+    def _set(
+        self,
+        order: tuple[str, ...],
+        title: frozenset[str],
+        everything: frozenset[str],
+        ents: frozenset[str],
+        dates: frozenset[str],
+    ) -> None:
+        self.order, self.title, self.everything = order, title, everything
+        self.entities, self.dates = ents, dates
+        self.cased = all(t.isdigit() or entities.cased(t) for t in order)
+        self._lead = None
 
-    @classmethod
-    def from_json(cls, data: Sequence[Sequence[str]]) -> Signature:
-        dates = frozenset(data[3]) if len(data) > 3 else frozenset()
-        return cls(tuple(data[0]), frozenset(data[1]), frozenset(data[2]), dates)
+    @property
+    def lead(self) -> frozenset[str]:
+        """The first `LEAD_TERMS` distinct terms of the text that are not title terms."""
+        if self._lead is None:
+            self._lead = self.everything - self.title
+        return self._lead
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the entry had text beyond its title (a lead to compare)."""
+        return len(self.everything) > len(self.title)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Signature):
+            return NotImplemented
+        return (self.order, self.everything, self.entities, self.dates) == (
+            other.order,
+            other.everything,
+            other.entities,
+            other.dates,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # compared, never a key
+
+    def __repr__(self) -> str:
+        return (
+            f"Signature(order={self.order!r}, lead={set(self.lead)!r}, "
+            f"entities={set(self.entities)!r}, dates={set(self.dates)!r})"
+        )
 
     def pack(self) -> str:
-        """The stored form: each entry is decoded again for every later entry it is a
-        candidate of, and splitting space-separated terms (which are `\\w+` words or
-        "@"-dates, so never hold a space or a newline) is several times cheaper than
-        JSON. The title keeps its order (entities.substituted reads positions)."""
+        """The stored form: four lines of space-separated terms (`\\w+` words or
+        "@"-dates, so never a space or a newline): the title in order
+        (entities.substituted reads positions), the lead, the entities, the days.
+        Splitting them is several times cheaper than JSON."""
         return "\n".join(
             (
                 " ".join(self.order),
@@ -307,16 +349,18 @@ class Signature:
 
     @classmethod
     def unpack(cls, text: str) -> Signature:
-        """`pack`'s inverse; also reads the JSON form (`to_json`)."""
-        if text.startswith("["):
-            return cls.from_json(json.loads(text))
-        title, lead, ents, *dates = text.split("\n")
-        return cls(
-            tuple(title.split()),
-            frozenset(lead.split()),
+        """`pack`'s inverse (the store's migrations bring older rows to this form)."""
+        title, lead, ents, dates = text.split("\n")
+        order = title.split()
+        sig = cls.__new__(cls)
+        sig._set(
+            tuple(order),
+            frozenset(order),
+            frozenset(order + lead.split()),
             frozenset(ents.split()),
-            frozenset(dates[0].split()) if dates else frozenset(),
+            frozenset(dates.split()),
         )
+        return sig
 
 
 def body_text(title: str, text: str) -> str:
@@ -686,7 +730,7 @@ def compare(
     if shared >= MIN_SHARED:
         # the unweighted cosine of two sets
         title_score = shared / math.sqrt(len(a.title) * len(b.title)) / TITLE_THRESHOLD
-    has_text = bool(a.lead and b.lead)
+    has_text = a.has_text and b.has_text
     text_score = cross_score = 0.0
     scored = not has_text or exact or title_score < VOTE_LEVEL
     if has_text and scored:

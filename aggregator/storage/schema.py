@@ -7,6 +7,7 @@ the ones it has not had. Each runs in the transaction that records it.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 
 import sqlite_utils
@@ -242,3 +243,19 @@ def _m0009_entry_last_seen(db: sqlite_utils.Database) -> None:
         "CREATE INDEX entries_first_seen ON entries(first_seen)",
     ):
         db.execute(statement)
+
+
+@_migration("0010_signatures_in_four_lines")
+def _m0010_signatures_in_four_lines(db: sqlite_utils.Database) -> None:
+    # A signature is read in one form only: four lines of space-separated terms
+    # (title in order, lead, entities, the text's days; `dedupe.Signature.pack`).
+    # Rows stored as JSON lists (before 0.1's packed form) or in three lines (before
+    # the days were kept) are rewritten to it; their lists were already sorted.
+    rows = db.execute(
+        "SELECT id, sig FROM entries WHERE sig IS NOT NULL AND (sig LIKE '[%' "
+        "OR length(sig) - length(replace(sig, char(10), '')) < 3)"
+    ).fetchall()
+    for entry_id, sig in rows:
+        parts = [" ".join(p) for p in json.loads(sig)] if sig.startswith("[") else sig.split("\n")
+        parts += [""] * (4 - len(parts))
+        db.execute("UPDATE entries SET sig = ? WHERE id = ?", ("\n".join(parts), entry_id))
