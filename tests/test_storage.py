@@ -199,6 +199,22 @@ def test_stories_by_link_guid_and_shared_keys(db: store.Store) -> None:
     assert db.story_feeds(sid) == {"dawn"} and db.story_by_guid(None) is None
 
 
+def test_a_common_key_finds_only_its_newest_postings(db: store.Store) -> None:
+    """Six stored entries share a template's two words: read as rare keys all six
+    are found, read as common ones (`common_per_key`) only the newest two."""
+    with db.write():
+        stories = [
+            add(db, "dawn", f"Weather forecast for town{n}", at=NOW - timedelta(hours=n))[1]
+            for n in range(6)
+        ]
+    keys = ["weather", "forecast"]
+    span = (NOW - timedelta(days=1), NOW + timedelta(days=1))
+    found = db.candidate_entries(keys, *span, min_shared=2, rare=[True, True], common_per_key=2)
+    assert {r.story_id for r in found} == set(stories)
+    found = db.candidate_entries(keys, *span, min_shared=2, rare=[False, False], common_per_key=2)
+    assert {r.story_id for r in found} == set(stories[:2])
+
+
 def test_an_absorbed_story_moves_whole_into_the_other(db: store.Store) -> None:
     """Entries, topic rows and merges move; the absorbed story's row goes; the story
     takes the earlier first-published time; an outlet's two articles are both listed."""

@@ -259,6 +259,7 @@ def _find_story(
         weights=[k.weight for k in plan],
         rare=[k.rare for k in plan],
         common_limit=dedupe.COMMON_CANDIDATES,
+        common_per_key=dedupe.COMMON_POSTINGS,
     )
     log.debug("%s: %r: %d candidates", entry.feed, entry.title, len(rows))
     if not rows:

@@ -144,6 +144,10 @@ COMMON_SHARE = 0.01
 #: ...so of the candidates sharing no rarer key, at most this many are compared:
 #: there are more of them with every stored look-alike
 COMMON_CANDIDATES = 30
+#: ...and a common key is read for its newest this many postings only (a rare one
+#: for 200): what it finds are look-alikes, capped as above, and the newest are the
+#: nearest in time, while reading and grouping 200 of each grew with the store
+COMMON_POSTINGS = 50
 #: ...and no key is common while fewer entries than this hold it: a young store's
 #: counts cannot tell a template from the news of the day
 COMMON_MIN = 30

@@ -78,6 +78,7 @@ class StoriesMixin(StoreBase):
         *,
         min_shared: int = 1,
         per_key: int = 200,
+        common_per_key: int | None = None,
         limit: int = 200,
         weights: Sequence[float] | None = None,
         rare: Sequence[bool] | None = None,
@@ -90,7 +91,8 @@ class StoriesMixin(StoreBase):
         Reads only the index: each key contributes its newest `per_key` postings in
         the window, so a common word costs the same with 10k or 1M entries stored.
         Of the candidates sharing none of the keys `rare` marks (a template's words
-        only), at most `common_limit` are kept, however many the store holds.
+        only), at most `common_limit` are kept, however many the store holds; a key
+        not marked rare contributes only its newest `common_per_key` postings.
         """
         if not keys:
             return []
@@ -104,7 +106,8 @@ class StoriesMixin(StoreBase):
         params: list[Any] = []
         lo, hi = ts(since), ts(until)
         for k, kw, kr in zip(keys, w, r, strict=True):
-            params += [kw, int(kr), k, lo, hi, per_key]
+            n = per_key if kr or common_per_key is None else common_per_key
+            params += [kw, int(kr), k, lo, hi, n]
         found = self.conn.execute(
             f"SELECT entry_id, count(*) AS shared, sum(w) AS weight, max(rare) AS rare "
             f"FROM ({union}) GROUP BY entry_id HAVING shared >= ? "
