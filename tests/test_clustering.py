@@ -185,31 +185,13 @@ def test_substituted_names_in_scripts_without_case() -> None:
     )
 
 
-def _substituted_by_the_matcher(a: list[str], b: list[str]) -> tuple[set[str], set[str]]:
-    """What `substituted` means, written with difflib's matcher alone."""
-    from difflib import SequenceMatcher
-
-    common = len(set(a) & set(b))
-    if common < 2 or common * 5 < 3 * max(len(a), len(b)):
-        return set(), set()
-    ops = SequenceMatcher(None, a, b, autojunk=False).get_opcodes()
-    equal = sum(i2 - i1 for op, i1, i2, _, _ in ops if op == "equal")
-    if equal < 2 or equal * 5 < 3 * max(len(a), len(b)):
-        return set(), set()
-    xa: set[str] = set()
-    xb: set[str] = set()
-    for op, i1, i2, j1, j2 in ops:
-        if op == "replace":
-            xa.update(a[i1:i2])
-            xb.update(b[j1:j2])
-    return xa, xb
-
-
 def test_substituted_words_are_what_the_sequence_matcher_aligns() -> None:
-    """The shortcut for a headline that differs in one run gives the matcher's
-    answer: on 20,000 random headline pairs (templates with a run replaced, inserted
-    or dropped, and unrelated pairs) and on every templated pair."""
+    """The shortcut for a headline that differs in one run gives the opcodes of
+    difflib's matcher exactly, whenever it answers: on 20,000 random headline pairs
+    (templates with a run replaced, inserted or dropped, and unrelated pairs) and on
+    every templated pair; most look-alikes take it."""
     import random
+    from difflib import SequenceMatcher
 
     rng = random.Random(7)
     pairs = []
@@ -229,9 +211,13 @@ def test_substituted_words_are_what_the_sequence_matcher_aligns() -> None:
                 list(dedupe.signature(p["b"]["title"], "").order),
             )
         )
+    aligned = 0
     for a, b in pairs:
-        if a and b:
-            assert entities.substituted(a, b) == _substituted_by_the_matcher(a, b), (a, b)
+        ops = entities._aligned(a, b)
+        if ops is not None:
+            aligned += 1
+            assert ops == SequenceMatcher(None, a, b, autojunk=False).get_opcodes(), (a, b)
+    assert aligned > len(pairs) // 2
 
 
 def test_aliases_name_one_thing() -> None:
