@@ -1021,8 +1021,9 @@ def _decide(
     best: dict[int, float] = {}
     votes: dict[int, int] = {}
     barred: dict[int, float] = {}
-    # look-alikes whose text scores were not computed (`Comparison.scored`)
-    unscored: dict[int, list[tuple[float, Signature, float]]] = {}
+    # the look-alikes (`Comparison.positional`) each story has, with their fade: how
+    # near they come decides the story's bar, needed only if it could be joined
+    lookalikes: dict[int, list[tuple[Comparison, Signature, float]]] = {}
     # each story's fetched headlines, for folding a small story in (rarely needed:
     # counted only when a second story qualifies)
     headlines: dict[int, list[frozenset[str]]] = {}
@@ -1038,23 +1039,19 @@ def _decide(
             continue
         f = 1.0 + (abs(at - c.published) / scale) ** 2
         if cmp.conflict and not cmp.resolved:
-            if not cmp.positional:
-                continue
-            if not cmp.scored:
-                # how near the look-alike comes matters only if its story qualifies
-                unscored.setdefault(c.story_id, []).append((cmp.title, c_sig, f))
-                continue
-            near = max(cmp.title, cmp.text, cmp.cross) / f
-            if near >= 1.0:
-                barred[c.story_id] = max(near, barred.get(c.story_id, 0.0))
+            if cmp.positional:
+                lookalikes.setdefault(c.story_id, []).append((cmp, c_sig, f))
             continue
         score = cmp.score / f
         if score >= VOTE_LEVEL:
             votes[c.story_id] = votes.get(c.story_id, 0) + 1
         best[c.story_id] = max(score, best.get(c.story_id, 0.0))
-    for sid in unscored.keys() & best.keys():
-        for title_score, c_sig, f in unscored[sid]:
-            near = max(title_score, *_text_scores(mine, c_sig, weights)) / f
+    for sid in lookalikes.keys() & best.keys():
+        for cmp, c_sig, f in lookalikes[sid]:
+            text, cross = (
+                (cmp.text, cmp.cross) if cmp.scored else _text_scores(mine, c_sig, weights)
+            )
+            near = max(cmp.title, text, cross) / f
             if near >= 1.0:
                 barred[sid] = max(near, barred.get(sid, 0.0))
     # the story with the most supporting members wins, not the single closest one:
