@@ -291,8 +291,8 @@ class Signature:
         entities: frozenset[str] = frozenset(),
         dates: frozenset[str] = frozenset(),
     ) -> None:
-        self._set(order, self_title := frozenset(order), self_title | lead, entities, dates)
-        self._lead: frozenset[str] | None = lead
+        title = frozenset(order)
+        self._set(order, title, title | lead, entities, dates, lead)
 
     def _set(
         self,
@@ -301,11 +301,12 @@ class Signature:
         everything: frozenset[str],
         ents: frozenset[str],
         dates: frozenset[str],
+        lead: frozenset[str] | None,
     ) -> None:
         self.order, self.title, self.everything = order, title, everything
         self.entities, self.dates = ents, dates
         self.cased = all(t.isdigit() or entities.cased(t) for t in order)
-        self._lead = None
+        self._lead = lead
 
     @property
     def lead(self) -> frozenset[str]:
@@ -363,6 +364,7 @@ class Signature:
             frozenset(order + lead.split()),
             frozenset(ents.split()),
             frozenset(dates.split()),
+            None,  # derived from `everything` when asked for
         )
         return sig
 
