@@ -151,10 +151,11 @@ def fold(text: str) -> str:
 # A word: letters, digits and combining marks; "_" is replaced first, so that
 # snake_case splits like a hyphen (one character class scans faster than two).
 @once
-def _word() -> re.Pattern[str]:
+def word_pattern() -> re.Pattern[str]:
     """The pattern of a word in any script, built on the first text that is not
     ASCII: `mark_class` scans every code point (25 ms), which a process reading only
-    English, or only validating its config, never needs."""
+    English, or only validating its config, never needs. Entity finding and the
+    pages' highlighting split raw text by it too."""
     return re.compile(f"[\\w{mark_class()}]+")
 
 
@@ -167,7 +168,7 @@ def words(folded: str) -> list[str]:
     """Split already-folded text into words on Unicode word boundaries."""
     if "_" in folded:
         folded = folded.replace("_", " ")
-    return (_ASCII_WORD if folded.isascii() else _word()).findall(folded)
+    return (_ASCII_WORD if folded.isascii() else word_pattern()).findall(folded)
 
 
 #: scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Kana,

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 
 from aggregator.once import once
-from aggregator.text import fold, keys, mark_class, words
+from aggregator.text import fold, keys, word_pattern, words
 
 #: maps one folded word to its clustering term, or None for a stopword or noise
 TermFn = Callable[[str, str], "str | None"]
@@ -266,10 +266,10 @@ class _Word:
 
 @once
 def _raw_split() -> re.Pattern[str]:
-    """The same for text in any script, built on the first text that is not ASCII
-    (`mark_class` costs 20 ms: a process that clusters only, the poller's writer,
-    never reads a text)."""
-    return re.compile(f"([\\w{mark_class()}]+)")
+    """The same for text in any script: the text core's word, kept by the split
+    (built on the first text that is not ASCII; the poller's writer, which clusters
+    only, never reads a text)."""
+    return re.compile(f"({word_pattern().pattern})")
 
 
 def _scan(text: str) -> tuple[list[str], list[str], list[str], list[str]]:

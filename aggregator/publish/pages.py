@@ -162,9 +162,6 @@ def _feed_links(base: str, slug: str, title: str) -> tuple[list[str], str]:
 
 # --- highlighting the words that matched ------------------------------------------------------
 
-#: a word as the text core splits them: letters, digits and combining marks
-_WORD = re.compile(f"[\\w{textcore.mark_class()}]+")
-
 
 class Highlighter:
     """Marks the words of a text that a story's matched terms match.
@@ -205,7 +202,7 @@ class Highlighter:
         if not self:
             return _esc(plain)
         out, last = [], 0
-        for m in _WORD.finditer(plain):
+        for m in textcore.word_pattern().finditer(plain):  # words as the text core splits them
             if self.matches(m.group()):
                 out.append(_esc(plain[last : m.start()]))
                 out.append(f"<mark>{_esc(m.group())}</mark>")
