@@ -644,6 +644,25 @@ def test_term_counts_start_over_past_their_cap(tmp_path: Path) -> None:
         db.close()
 
 
+def test_stored_signatures_stay_decoded_across_transactions_within_a_bound() -> None:
+    """A candidate's stored signature is decoded once for the poller's life, not once
+    per transaction; a different stored form under the same id (the entry was
+    edited, or its id reused) is decoded afresh; the first decoded make room."""
+    stats = termstats.TermStats()
+    stats.MAX_SIGNATURES = 2
+    packed = dedupe.signature("Floods hit Karachi port", "Floods hit the port of Karachi.").pack()
+    edited = dedupe.signature("Karachi port reopens", "The port reopened on Monday.").pack()
+    first = termstats.Transaction(None, stats).signature(1, packed)  # type: ignore[arg-type]
+    again = termstats.Transaction(None, stats).signature(1, packed)  # type: ignore[arg-type]
+    assert again is first and first == dedupe.Signature.unpack(packed)
+    changed = stats.signature(1, edited)
+    assert changed == dedupe.Signature.unpack(edited) and changed != first
+    stats.signature(2, packed)
+    stats.signature(3, packed)
+    assert sorted(stats.sigs) == [2, 3]
+    assert termstats.Transaction(None, stats).signature(4, None) is None  # type: ignore[arg-type]
+
+
 def test_a_feed_that_changed_by_a_few_items_is_parsed_in_its_poll_thread(
     server: FeedServer, make_config: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:

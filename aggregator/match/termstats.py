@@ -1,7 +1,10 @@
-"""Dedupe's document frequencies, kept in memory for a poller's life.
+"""Dedupe's document frequencies and stored signatures, kept in memory for a
+poller's life.
 
 Read from the store once per term and counted here as entries are stored, so the
-candidate scoring of each new entry needs no query of its own.
+candidate scoring of each new entry needs no query of its own; the signatures of
+recently stored entries are kept decoded, so a candidate is not decoded again by
+every later transaction that compares with it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class TermStats:
     #: so a daemon keeps a minute's worth at most
     FOLD_ENTRIES = 20_000
     FOLD_SECONDS = 60.0
+    #: stored signatures kept decoded, the first decoded first out: a new entry's
+    #: candidates are mostly recent entries (the newest postings of its keys), and
+    #: decoding one for every transaction that compared with it (splitting and
+    #: hashing its hundred-odd terms) was a sixth of a templated cold poll's CPU.
+    #: About 6 KiB each; 2,048 kept 97 % of a 100-feed cold poll's (bench/README.md)
+    MAX_SIGNATURES = 2048
 
     df: dict[str, int]
     #: stored entries whose terms are all in `df` already
@@ -59,6 +68,9 @@ class TermStats:
         #: entries whose counts are logged and not folded, and since when
         self.pending_entries = 0
         self.pending_since = 0.0
+        #: entry id -> (its stored signature, decoded); the stored form is compared on
+        #: every hit, so an entry updated since, or a reused id, is decoded afresh
+        self.sigs: dict[int, tuple[str, dedupe.Signature]] = {}
         self.forget()
 
     def forget(self) -> None:
@@ -120,6 +132,26 @@ class TermStats:
         ):
             self.fold(db)
 
+    def signature(self, entry_id: int, stored: str) -> dedupe.Signature:
+        """A stored entry's signature, decoded at most once while it is kept."""
+        hit = self.sigs.get(entry_id)
+        if hit is not None and hit[0] == stored:
+            return hit[1]
+        from aggregator.match.dedupe import Signature
+
+        sig = Signature.unpack(stored)
+        self._keep(entry_id, stored, sig)
+        return sig
+
+    def _keep(self, entry_id: int, stored: str, sig: dedupe.Signature) -> None:
+        """Keep an entry's decoded signature (with its stored form), the first kept
+        making room."""
+        sigs = self.sigs
+        sigs.pop(entry_id, None)  # a stale one: kept again, last out
+        sigs[entry_id] = (stored, sig)
+        if len(sigs) > self.MAX_SIGNATURES:
+            del sigs[next(iter(sigs))]
+
     def fold_pending(self, db: store.Store) -> None:
         """Fold the logged counts if there are any (as the writer closes)."""
         if self.pending_entries:
@@ -133,8 +165,9 @@ class TermStats:
 
 
 class Transaction:
-    """What one write transaction decides with: the weights, stored signatures
-    decoded once, and the term counts its feeds add (written once, at the end).
+    """What one write transaction decides with: the weights, the stored signatures
+    (`TermStats.signature`), and the term counts its feeds add (written once, at
+    the end).
 
     It begins (`TermStats.begin`) when first used: a batch of polls that all
     answered 304 stores no entry, and needs neither the weights nor the count of
@@ -146,7 +179,6 @@ class Transaction:
         self._weights: dedupe.IdfWeights | None = None
         self.added: dict[str, int] = {}
         self.entries = 0
-        self.sigs: dict[int, dedupe.Signature] = {}
         self._job_added: dict[str, int] = {}
         self._job_entries = 0
 
@@ -190,15 +222,8 @@ class Transaction:
         return (self.stats.n_docs or 0) + self.entries + self._job_entries
 
     def signature(self, entry_id: int, stored: str | None) -> dedupe.Signature | None:
-        """A stored entry's signature, decoded once per transaction."""
-        if not stored:
-            return None
-        sig = self.sigs.get(entry_id)
-        if sig is None:
-            from aggregator.match.dedupe import Signature
-
-            sig = self.sigs[entry_id] = Signature.unpack(stored)
-        return sig
+        """A stored entry's signature (None where none was stored)."""
+        return self.stats.signature(entry_id, stored) if stored else None
 
     def flush(self) -> None:
         self.stats.store_counts(self.db, self.added, self.entries)
