@@ -229,7 +229,7 @@ class Loader:
                     db.touch_story(sid, seen)
                 entry_id = db.insert_entry(entry, sid, seen, p.sig.pack())
                 db.add_entry_keys(entry_id, p.keys, entry.published)
-                for t in p.terms:
+                for t in p.sig.everything:
                     counts[t] = counts.get(t, 0) + 1
                 for slug, terms in p.matches.items():
                     db.add_topic_story(slug, sid, terms)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import pickle
 import random
 import sys
 from datetime import UTC, datetime, timedelta
@@ -262,6 +263,11 @@ def test_keys_and_signature() -> None:
         back = dedupe.Signature.unpack(sig.pack())
         assert back == sig and back.lead == sig.lead and back.has_text == bool(body)
         assert (back.title, back.everything, back.cased) == (sig.title, sig.everything, sig.cased)
+        # a parse process sends it as its stored form, and it arrives as decoded
+        sent = pickle.dumps(sig)
+        assert sig.pack().encode() in sent and len(sent) < len(sig.pack().encode()) + 150
+        arrived = pickle.loads(sent)
+        assert arrived == sig and arrived.pack() == sig.pack() and arrived.lead == sig.lead
     assert dedupe.Signature.unpack(dedupe.signature("", "").pack()) == dedupe.signature("", "")
     sig = dedupe.signature(title, title + "\nMark Carney spoke on Monday.")
     # the headline's numbers are among its entities, single digits included

@@ -275,7 +275,7 @@ def _find_story(
         )
         for r in rows
     ]
-    wanted = set(p.terms)
+    wanted = set(p.sig.everything)
     known = freq.stats.known
     for r, c in zip(rows, candidates, strict=True):
         if c.sig is not None and r.entry_id not in known:
@@ -381,7 +381,7 @@ def _store_entries(
             _add_to_topics(db, story_id, p.matches)
         entry_id = db.insert_entry(entry, story_id, now, p.sig.pack())
         db.add_entry_keys(entry_id, p.keys, entry.published)
-        freq.add(p.terms)
+        freq.add(p.sig.everything)
         touched.add(story_id)
     db.mark_seen(feed, seen, now)
     db.bump_topics_of(touched)

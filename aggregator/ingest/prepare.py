@@ -55,10 +55,10 @@ class Prepared:
     """An entry with what the write transaction needs computed in advance."""
 
     entry: Entry
-    #: dedupe index keys, signature and the terms counted for IDF
+    #: dedupe index keys, and the signature (whose `everything` are the terms
+    #: counted for IDF)
     keys: list[str]
     sig: dedupe.Signature
-    terms: list[str]
     #: topic slug -> the query terms that matched
     matches: dict[str, tuple[str, ...]]
 
@@ -146,6 +146,5 @@ def prepare_entry(matchers: Sequence[TopicMatcher], entry: Entry, language: str 
         entry,
         keys=keys,
         sig=sig,
-        terms=sorted(sig.everything),
         matches=matches,
     )

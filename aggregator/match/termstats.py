@@ -10,7 +10,7 @@ every later transaction that compares with it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from aggregator.storage import store
@@ -193,7 +193,7 @@ class Transaction:
         _ = self.weights  # begun before any count is read
         self.stats.load(self.db, terms)
 
-    def add(self, terms: Sequence[str]) -> None:
+    def add(self, terms: Iterable[str]) -> None:
         _ = self.weights
         self._job_entries += 1
         added = self._job_added
