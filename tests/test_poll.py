@@ -644,6 +644,35 @@ def test_term_counts_start_over_past_their_cap(tmp_path: Path) -> None:
         db.close()
 
 
+def test_a_rolled_back_feeds_term_counts_are_taken_back(tmp_path: Path) -> None:
+    """A transaction counts each stored entry's terms as it goes (the next entry's
+    candidates are weighed with them); a feed whose writes roll back takes its
+    counts back, and only the kept ones are logged at the end."""
+    db = store.Store(tmp_path / "a.db")
+    try:
+        stats = termstats.TermStats()
+        with db.write():
+            tx = termstats.Transaction(db, stats)
+            tx.add(frozenset({"wheat", "karachi"}))
+            tx.end_job(ok=True)
+            tx.add(frozenset({"wheat", "port"}))
+            tx.add(frozenset({"port"}))
+            assert tx.counts(["wheat", "port"]) == {"wheat": 2, "port": 2}
+            assert tx.n_docs() == 3
+            tx.end_job(ok=False)
+            assert tx.counts(["wheat", "karachi", "port"]) == {"wheat": 1, "karachi": 1, "port": 0}
+            assert tx.n_docs() == 1
+            tx.flush()
+        (logged,) = rows_of(db, "SELECT counts FROM term_df_log")
+        assert sorted(str(logged[0]).split()) == ["karachi", "wheat"]
+    finally:
+        db.close()
+
+
+def rows_of(db: store.Store, sql: str) -> list[tuple[object, ...]]:
+    return list(db.conn.execute(sql))
+
+
 def test_stored_signatures_stay_decoded_across_transactions_within_a_bound() -> None:
     """A candidate's stored signature is decoded once for the poller's life, not once
     per transaction; a different stored form under the same id (the entry was

@@ -10,7 +10,9 @@ every later transaction that compares with it.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from aggregator.storage import store
@@ -177,9 +179,11 @@ class Transaction:
         self.db = db
         self.stats = stats
         self._weights: dedupe.IdfWeights | None = None
-        self.added: dict[str, int] = {}
+        #: the counts of this transaction's stored entries, the current feed's too
+        self.added: Counter[str] = Counter()
         self.entries = 0
-        self._job_added: dict[str, int] = {}
+        #: the current feed's entries' terms, taken back if its writes roll back
+        self._job_terms: list[Iterable[str]] = []
         self._job_entries = 0
 
     @property
@@ -194,27 +198,30 @@ class Transaction:
         self.stats.load(self.db, terms)
 
     def add(self, terms: Iterable[str]) -> None:
+        """Count a stored entry's terms (`Counter.update` counts in C)."""
         _ = self.weights
         self._job_entries += 1
-        added = self._job_added
-        for t in terms:
-            added[t] = added.get(t, 0) + 1
+        self.added.update(terms)
+        self._job_terms.append(terms)
 
     def end_job(self, ok: bool) -> None:
-        """Keep one feed's counts, or drop them with its rolled-back writes."""
+        """Keep one feed's counts, or take them back with its rolled-back writes."""
         if ok:
-            for t, n in self._job_added.items():
-                self.added[t] = self.added.get(t, 0) + n
             self.entries += self._job_entries
-        self._job_added = {}
+        elif self._job_terms:
+            added = self.added
+            added.subtract(chain.from_iterable(self._job_terms))
+            for t in [t for t, n in added.items() if n <= 0]:
+                del added[t]
+        self._job_terms = []
         self._job_entries = 0
 
     def counts(self, terms: Iterable[str]) -> dict[str, int]:
         """Stored entries holding each term, this transaction's own included (their
         counts are written at its end)."""
         self.load(set(terms))
-        df, added, job = self.stats.df, self.added, self._job_added
-        return {t: df[t] + added.get(t, 0) + job.get(t, 0) for t in terms}
+        df, added = self.stats.df, self.added
+        return {t: df[t] + added.get(t, 0) for t in terms}
 
     def n_docs(self) -> int:
         """Stored entries, this transaction's own included."""

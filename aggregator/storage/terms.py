@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import chain, repeat
 
 from aggregator.storage.base import StoreBase
 
@@ -29,7 +30,7 @@ class TermsMixin(StoreBase):
         """
         if counts:
             # each term once per entry that holds it: terms are words, never spaces
-            text = " ".join([t for t, n in counts.items() for _ in range(n)])
+            text = " ".join(chain.from_iterable(map(repeat, counts.keys(), counts.values())))
             self.conn.execute("INSERT INTO term_df_log(counts) VALUES (?)", (text,))
 
     def fold_term_counts(self) -> int:
