@@ -171,6 +171,42 @@ def words(folded: str) -> list[str]:
     return (_ASCII_WORD if folded.isascii() else word_pattern()).findall(folded)
 
 
+def body_text(title: str, text: str) -> str:
+    """The text without the title in front (Entry.text starts with the title)."""
+    t = title.strip()
+    body = text.lstrip()
+    if t and body.startswith(t):
+        body = body[len(t) :]
+    return body
+
+
+class EntryWords:
+    """An entry's folded words, split once for topic matching and dedupe: its
+    title's, its text's, and its body's (the text after the title, `body_text`).
+
+    A text that begins with its title splits into the title's words and the body's
+    wherever the body begins with a space or an ASCII mark: nothing folds or joins
+    across such a gap, so the text's words are the two lists and are not split again.
+    """
+
+    __slots__ = ("title", "body", "text", "body_chars")
+
+    def __init__(self, title: str, text: str) -> None:
+        body = body_text(title, text)
+        #: the length of the body, which dedupe reads only the start of
+        self.body_chars = len(body)
+        self.title = words(fold(title))
+        self.body = words(fold(body))
+        t, rest = title.strip(), text.lstrip()
+        if not (t and rest.startswith(t)):
+            # no title in front: the body is the whole text
+            self.text = self.body
+        elif not body or body[0].isspace() or (body[0].isascii() and not body[0].isalnum()):
+            self.text = self.title + self.body
+        else:  # the title runs on into the text's next word ("Flood" / "Floods hit")
+            self.text = words(fold(text))
+
+
 #: scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, Kana,
 #: CJK ideographs (with their extensions and compatibility forms), halfwidth Kana
 _UNSPACED = re.compile(

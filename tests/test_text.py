@@ -94,3 +94,56 @@ def test_stemmers_keep_no_cache_of_their_own() -> None:
     assert text.new_stemmer("english").maxCacheSize == 0
     assert text.stem("en", "pipelines") == "pipelin"
     assert all(s.maxCacheSize == 0 for s in text._local.stemmers.values())
+
+
+def _real_entries() -> list[tuple[str, str]]:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from aggregator.errors import ParseError
+    from aggregator.ingest import normalize, parse
+
+    found = []
+    for path in sorted((Path(__file__).parent / "feeds").rglob("*.xml")):
+        try:
+            parsed = parse.parse(path.read_bytes())
+        except ParseError:
+            continue
+        for e in parsed.entries:
+            entry = normalize.normalize(e, "f", datetime.now(UTC))
+            found.append((entry.title, entry.text))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("title", "body"),
+    [
+        ("Floods hit Karachi", "\nThe port closed."),  # the usual: title, then text
+        ("Flood", "s hit Karachi"),  # the title runs on into the next word
+        ("Sharif visits Moscow", "\u0301 and more"),  # a mark that would join the title
+        ("Sharif visits Moscow", "\u00a0talks on gas"),  # a space that is not ASCII
+        ("Ставка ЦБ", "—8 ноября решение"),  # a dash that is not ASCII
+        ("روس کا دورہ", "ھر بار"),  # ھ after the title: folded only at a word's start
+        ("", "No title at all"),
+        ("A headline", "Another text entirely"),  # a text that does not begin with it
+        ("snake_case", "_rest of it"),
+    ],
+)
+def test_an_entrys_words_split_once_are_its_titles_texts_and_bodys(title: str, body: str) -> None:
+    """Topic matching and dedupe share one split of an entry (`EntryWords`): the
+    text's words are exactly what splitting the whole text gives, whether or not
+    the text could be cut where its title ends."""
+    for text_ in (title + body, body, "  " + title + body):
+        split = text.EntryWords(title, text_)
+        assert split.title == text.words(text.fold(title))
+        assert split.text == text.words(text.fold(text_))
+        assert split.body == text.words(text.fold(text.body_text(title, text_)))
+
+
+def test_real_entries_split_once_as_split_apart() -> None:
+    entries = _real_entries()
+    assert len(entries) > 50
+    for title, text_ in entries:
+        split = text.EntryWords(title, text_)
+        assert split.text == text.words(text.fold(text_))
+        assert split.body == text.words(text.fold(text.body_text(title, text_)))

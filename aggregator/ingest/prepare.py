@@ -21,6 +21,7 @@ from aggregator.config import Config
 from aggregator.ingest import normalize, parse
 from aggregator.match import dedupe, topics
 from aggregator.models import Entry, ParsedFeed
+from aggregator.text import EntryWords
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +136,14 @@ def _matchers(blob: bytes) -> list[TopicMatcher]:
 
 def prepare_entry(matchers: Sequence[TopicMatcher], entry: Entry, language: str | None) -> Prepared:
     """Everything the write transaction needs of one entry, computed outside it."""
-    doc = topics.document(entry.title, entry.text, language)
+    split = EntryWords(entry.title, entry.text)  # folded and split once, for both
+    doc = topics.document(entry.title, entry.text, language, split)
     matches = {}
     for m in matchers:
         terms = m.matches(entry.feed, doc)
         if terms is not None:
             matches[m.slug] = terms
-    sig, keys = dedupe.analyze(entry.title, entry.text)
+    sig, keys = dedupe.analyze(entry.title, entry.text, split)
     return Prepared(
         entry,
         keys=keys,

@@ -83,7 +83,7 @@ from typing import Any
 
 from aggregator import models
 from aggregator.match import entities
-from aggregator.text import fold, stem, words
+from aggregator.text import EntryWords, body_text, fold, stem, words
 from aggregator.text import keys as word_keys
 
 #: distinct text terms (after the title's) kept in a signature: the lead of the article.
@@ -226,7 +226,7 @@ def _term(word: str, key: str) -> str | None:
 
 def tokens(body: str) -> list[str]:
     """The terms of `body` in order, repeats kept: folded, stopwords dropped, stemmed."""
-    return list(_iter_tokens(body))
+    return list(_terms_of(words(fold(body))))
 
 
 #: the days an article reports on are read from this much of its text: the first
@@ -238,11 +238,10 @@ DATE_CHARS = 1000
 LEAD_CHARS = 30_000
 
 
-def _iter_tokens(body: str) -> Iterator[str]:
-    """`tokens`, lazily, so callers that want the first N distinct terms stop early.
-    Words are stemmed as in a feed of no stated language (the text core's default
-    stemmer per script): a signature must not depend on what a feed declares."""
-    ws = words(fold(body))
+def _terms_of(ws: list[str]) -> Iterator[str]:
+    """The terms of folded words. Words are stemmed as in a feed of no stated
+    language (the text core's default stemmer per script): a signature must not
+    depend on what a feed declares."""
     for word, key in zip(ws, word_keys(ws, None), strict=True):
         term = _term(word, key)
         if term is not None:
@@ -383,27 +382,21 @@ class Signature:
         return sig
 
 
-def body_text(title: str, text: str) -> str:
-    """The text without the title in front (Entry.text starts with the title)."""
-    t = title.strip()
-    body = text.lstrip()
-    if t and body.startswith(t):
-        body = body[len(t) :]
-    return body
-
-
 def signature(title: str, text: str) -> Signature:
     """The comparable form of an entry (or of a story's first entry)."""
     return analyze(title, text)[0]
 
 
-def analyze(title: str, text: str) -> tuple[Signature, list[str]]:
+def analyze(title: str, text: str, split: EntryWords | None = None) -> tuple[Signature, list[str]]:
     """`signature()` and `index_keys()` of one entry from a single pass over its
-    words: folding and stemming are most of an entry's dedupe cost."""
-    title_tokens = tokens(title)
+    words: folding and stemming are most of an entry's dedupe cost. `split` is its
+    words, if topic matching shares them."""
+    split = split or EntryWords(title, text)
+    title_tokens = list(_terms_of(split.title))
     title_terms = frozenset(title_tokens)
     body = body_text(title, text)[:LEAD_CHARS]
-    lead = _distinct(_iter_tokens(body), LEAD_TERMS, title_terms)
+    body_words = split.body if split.body_chars <= LEAD_CHARS else words(fold(body))
+    lead = _distinct(_terms_of(body_words), LEAD_TERMS, title_terms)
     ents = entities.find(title, body, term)
     dates = entities.dates_in(body[:DATE_CHARS]) if body else frozenset()
     sig = Signature(tuple(_distinct(title_tokens, len(title_tokens))), frozenset(lead), ents, dates)

@@ -66,6 +66,7 @@ from aggregator.errors import QueryError
 from aggregator.text import (
     SCRIPT_LANGS,
     SCRIPTS,
+    EntryWords,
     fold,
     language_code,
     stem,
@@ -209,12 +210,14 @@ def _positions(items: Iterable[str]) -> dict[str, list[int]]:
     return positions
 
 
-def document(title: str, text: str, language: str | None = None) -> Document:
-    """Index an entry for matching; `language` is the feed's language hint, if any."""
+def document(
+    title: str, text: str, language: str | None = None, split: EntryWords | None = None
+) -> Document:
+    """Index an entry for matching; `language` is the feed's language hint, if any;
+    `split` its words, if dedupe's analysis shares them."""
     lang = language_code(language)
-    ws = words(fold(title))
-    ws.append("")
-    ws.extend(words(fold(text)))
+    split = split or EntryWords(title, text)
+    ws = [*split.title, "", *split.text]
     return Document(ws, word_keys(ws, lang), lang, (title, text))
 
 
