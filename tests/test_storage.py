@@ -363,3 +363,19 @@ def test_the_writer_commits_each_job_or_rolls_back_that_job_alone(tmp_path: Path
     with sqlite3.connect(path) as conn:
         stored = sorted(t for (t,) in conn.execute("SELECT title FROM entries"))
     assert stored == ["Stored 1", "Stored 2"]
+
+
+def test_the_writers_connection_has_a_larger_page_cache(tmp_path: Path) -> None:
+    """Every batch is written through the writer's one connection, whose index pages
+    stay cached; the other connections (one per poll or request thread) stay small."""
+    path = tmp_path / "w.db"
+    other = store.Store(path)
+    writer = GroupWriter(path, lambda _: _Batch())
+    try:
+        sizes = writer.run(lambda w, _: w.conn.execute("PRAGMA cache_size").fetchone()[0])
+        assert sizes == -store.WRITER_CACHE_KIB
+        assert other.conn.execute("PRAGMA cache_size").fetchone()[0] == -1024
+        assert store.WRITER_CACHE_KIB > 1024
+    finally:
+        writer.close()
+        other.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from aggregator.storage.base import BUSY_TIMEOUT_MS, StoreBase, parse_ts, ts
+from aggregator.storage.base import BUSY_TIMEOUT_MS, WRITER_CACHE_KIB, StoreBase, parse_ts, ts
 from aggregator.storage.entries import EntriesMixin, StoredEntry
 from aggregator.storage.feeds import FeedsMixin, FeedStatus
 from aggregator.storage.retention import RetentionMixin
@@ -23,6 +23,7 @@ __all__ = [
     "FeedStatus",
     "Store",
     "StoredEntry",
+    "WRITER_CACHE_KIB",
     "for_thread",
     "migrations",
     "parse_cursor",

@@ -77,7 +77,7 @@ class GroupWriter(Generic[B]):
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 if self._db is None:
-                    self._db = store.Store(self.path)
+                    self._db = store.Store(self.path, cache_kib=store.WRITER_CACHE_KIB)
                 self._write(self._db, batch)
         if job.error is not None:
             raise job.error
