@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import pickle
@@ -434,7 +433,7 @@ def test_a_small_story_the_entry_also_joins_is_absorbed() -> None:
     assert (found.story, found.absorbed) == (1, (2,))
     # a story of more than ABSORB_SIZE outlets is established: never folded in
     outlets = frozenset({"forbes"} | {f"desk{n}" for n in range(dedupe.ABSORB_SIZE)})
-    large = [dataclasses.replace(small[0], feeds=outlets)]
+    large = [small[0]._replace(feeds=outlets)]
     found = dedupe.decide(e, _story(1, SBARRO) + large, now=T0, window=WINDOW)
     assert (found.story, found.absorbed) == (1, ())
 

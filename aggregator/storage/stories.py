@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aggregator.models import LinkMate
 from aggregator.storage.base import StoreBase, parse_ts, ts
 
 
-@dataclass(frozen=True, slots=True)
-class CandidateRow:
-    """A stored entry that may be a copy of a new one, for `dedupe.decide`."""
+class CandidateRow(NamedTuple):
+    """A stored entry that may be a copy of a new one, for `dedupe.decide` (a named
+    tuple: one is read for every candidate of every new entry)."""
 
     entry_id: int
     story_id: int
