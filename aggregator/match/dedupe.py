@@ -356,8 +356,9 @@ class Signature:
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         # A parse process sends each new entry's signature to the writer: as its
-        # stored form it pickles and unpickles in a third of the time of its sets,
-        # and arrives decoded as the store would decode it.
+        # stored form it pickles in half the time of its sets and in 60 % of the
+        # bytes, unpickles as fast, and arrives decoded as the store decodes it
+        # (interned, its set built whole), ready to be kept (`TermStats`).
         return Signature.unpack, (self.pack(),)
 
     @classmethod
