@@ -50,9 +50,9 @@ class TermStats:
     FOLD_SECONDS = 60.0
     #: stored signatures kept decoded, the first decoded first out: a new entry's
     #: candidates are mostly recent entries (the newest postings of its keys), and
-    #: decoding one for every transaction that compared with it (splitting and
-    #: hashing its hundred-odd terms) was a sixth of a templated cold poll's CPU.
-    #: About 6 KiB each; 2,048 kept 97 % of a 100-feed cold poll's (bench/README.md)
+    #: decoding one again for every transaction that compares with it (splitting
+    #: and hashing its hundred-odd terms) was the writer's largest single cost on
+    #: look-alike headlines. About 6 KiB each (the figures: bench/README.md)
     MAX_SIGNATURES = 2048
 
     df: dict[str, int]

@@ -28,8 +28,7 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 #: the page cache of the writer's connection, which every batch of a poll is written
 #: through: an entry's thirty index keys land on leaf pages all over the key index,
 #: and with 1 MiB each batch read them back from the file and spilled them to the
-#: WAL before its commit (a templated cold poll of 100 feeds: 0.95 -> 0.6 s of
-#: system time and 5.8 -> 5.3 s, for 8 MiB more at most)
+#: WAL before its commit (the figures: bench/README.md)
 WRITER_CACHE_KIB = 8192
 
 
