@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from itertools import chain
 from typing import TYPE_CHECKING
 
@@ -183,7 +183,7 @@ class Transaction:
         self.added: Counter[str] = Counter()
         self.entries = 0
         #: the current feed's entries' terms, taken back if its writes roll back
-        self._job_terms: list[Iterable[str]] = []
+        self._job_terms: list[Collection[str]] = []
         self._job_entries = 0
 
     @property
@@ -197,8 +197,9 @@ class Transaction:
         _ = self.weights  # begun before any count is read
         self.stats.load(self.db, terms)
 
-    def add(self, terms: Iterable[str]) -> None:
-        """Count a stored entry's terms (`Counter.update` counts in C)."""
+    def add(self, terms: Collection[str]) -> None:
+        """Count a stored entry's terms (`Counter.update` counts in C); kept, not
+        consumed, to be taken back if the feed's writes roll back."""
         _ = self.weights
         self._job_entries += 1
         self.added.update(terms)
