@@ -103,7 +103,7 @@ class TermStats:
 
     def load(self, db: store.Store, terms: set[str]) -> None:
         df = self.df
-        missing = [t for t in terms if t not in df]
+        missing = terms.difference(df)  # in C: a set less a dict's keys
         if missing:
             found = db.document_frequencies(missing)
             pending = self.pending
