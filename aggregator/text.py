@@ -173,11 +173,16 @@ def words(folded: str) -> list[str]:
 
 def body_text(title: str, text: str) -> str:
     """The text without the title in front (Entry.text starts with the title)."""
+    return _after_title(title, text)[0]
+
+
+def _after_title(title: str, text: str) -> tuple[str, bool]:
+    """`body_text`, and whether the title was there to cut."""
     t = title.strip()
     body = text.lstrip()
     if t and body.startswith(t):
-        body = body[len(t) :]
-    return body
+        return body[len(t) :], True
+    return body, False
 
 
 class EntryWords:
@@ -189,17 +194,15 @@ class EntryWords:
     across such a gap, so the text's words are the two lists and are not split again.
     """
 
-    __slots__ = ("title", "body", "text", "body_chars")
+    __slots__ = ("title", "body", "text", "body_text")
 
     def __init__(self, title: str, text: str) -> None:
-        body = body_text(title, text)
-        #: the length of the body, which dedupe reads only the start of
-        self.body_chars = len(body)
+        body, cut = _after_title(title, text)
+        #: the body as written, which dedupe reads the start of
+        self.body_text = body
         self.title = words(fold(title))
         self.body = words(fold(body))
-        t, rest = title.strip(), text.lstrip()
-        if not (t and rest.startswith(t)):
-            # no title in front: the body is the whole text
+        if not cut:  # no title in front: the body is the whole text
             self.text = self.body
         elif not body or body[0].isspace() or (body[0].isascii() and not body[0].isalnum()):
             self.text = self.title + self.body

@@ -395,8 +395,8 @@ def analyze(title: str, text: str, split: EntryWords | None = None) -> tuple[Sig
     split = split or EntryWords(title, text)
     title_tokens = list(_terms_of(split.title))
     title_terms = frozenset(title_tokens)
-    body = body_text(title, text)[:LEAD_CHARS]
-    body_words = split.body if split.body_chars <= LEAD_CHARS else words(fold(body))
+    body = split.body_text[:LEAD_CHARS]
+    body_words = split.body if len(split.body_text) <= LEAD_CHARS else words(fold(body))
     lead = _distinct(_terms_of(body_words), LEAD_TERMS, title_terms)
     ents = entities.find(title, body, term)
     dates = entities.dates_in(body[:DATE_CHARS]) if body else frozenset()
