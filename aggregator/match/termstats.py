@@ -135,24 +135,20 @@ class TermStats:
             self.fold(db)
 
     def signature(self, entry_id: int, stored: str) -> dedupe.Signature:
-        """A stored entry's signature, decoded at most once while it is kept."""
-        hit = self.sigs.get(entry_id)
+        """A stored entry's signature, decoded at most once while it is kept; the
+        first decoded makes room."""
+        sigs = self.sigs
+        hit = sigs.get(entry_id)
         if hit is not None and hit[0] == stored:
             return hit[1]
         from aggregator.match.dedupe import Signature
 
         sig = Signature.unpack(stored)
-        self._keep(entry_id, stored, sig)
-        return sig
-
-    def _keep(self, entry_id: int, stored: str, sig: dedupe.Signature) -> None:
-        """Keep an entry's decoded signature (with its stored form), the first kept
-        making room."""
-        sigs = self.sigs
         sigs.pop(entry_id, None)  # a stale one: kept again, last out
         sigs[entry_id] = (stored, sig)
         if len(sigs) > self.MAX_SIGNATURES:
             del sigs[next(iter(sigs))]
+        return sig
 
     def fold_pending(self, db: store.Store) -> None:
         """Fold the logged counts if there are any (as the writer closes)."""
