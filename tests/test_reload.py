@@ -92,6 +92,14 @@ def test_sighup_applies_a_new_config_and_keeps_the_old_one_on_a_mistake(
         with running(path, log) as proc:
             assert wait_for(lambda: bool(server.requests_for("/tass.xml")), 20), log.read_text()
             assert wait_for(lambda: "serving on" in log.read_text(), 10)
+            # dawn's story is stored before the reload (the first polls are spread out):
+            # the new topic must find it among the stored entries
+            assert wait_for(
+                lambda: (
+                    "pipeline deal" in requests.get(f"{base}/topics/pakistan.json", timeout=5).text
+                ),
+                20,
+            ), log.read_text()
             started = log.read_text()
             assert "polling 2 feeds, 1 topics" in started, started
             assert requests.get(f"{base}/topics/russia.atom", timeout=5).status_code == 404
